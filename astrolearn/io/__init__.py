@@ -1,0 +1,1 @@
+"""Input/output shared by all domains: HDF5 shards of simulated data, FITS helpers."""
