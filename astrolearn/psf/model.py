@@ -1,0 +1,227 @@
+"""PSFAO19 forward model in PyTorch: batched, differentiable, CPU or GPU, float32/float64.
+
+The model of Fétick et al. 2019 (A&A 628, A99): the phase power spectral density (PSD) is a
+von Kármán spectrum ``0.0229 r0^(-5/3) (1/L0² + f²)^(-11/6)`` outside the AO cut-off
+``f_AO = (nact-1)/(2D)`` and ``C + A x Moffat(alpha, ratio, theta, beta)`` inside it, the
+Moffat being normalised to unit integral on the corrected area. The long-exposure OTF is
+``OTF_static x exp(-D_phi/2)`` times the pixel transfer function; undersampled images are
+computed on an oversampled grid and binned. The numerical conventions (grids, PSD integral up
+to infinity, shift compensation of the binning) follow maoppy's ``Psfao`` so that both agree to
+round-off on a circular pupil.
+
+Parameters of one PSF (``PSD_NAMES``), all at the image wavelength:
+
+=========  ==========  ===========================================================
+name       unit        meaning
+=========  ==========  ===========================================================
+r0         m           Fried parameter (halo, uncorrected frequencies)
+bck        rad² m²     constant PSD level C in the corrected area
+amp        rad²        phase variance A of the Moffat part in the corrected area
+alpha      1/m         Moffat width
+ratio      -           Moffat elongation sqrt(ax/ay)
+theta      rad         Moffat orientation
+beta       -           Moffat power law (> 1)
+=========  ==========  ===========================================================
+
+Static aberrations enter through the complex pupil: ``phase = 2 pi / lambda x sum_i mu_i
+mode_i`` with ``mu`` in nm and the modes of the instrument's static basis.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .instruments import Instrument, load_instrument
+
+PSD_NAMES = ("r0", "bck", "amp", "alpha", "ratio", "theta", "beta")
+VK_CONSTANT = 0.0229  # (24/5 Gamma(6/5))^(5/6) Gamma(11/6)^2 / (2 pi^(11/3)) ~ 0.0229
+
+
+def r0_to_wavelength(r0_500nm, wavelength_m):
+    """Fried parameter at ``wavelength_m`` [m] from its value at 500 nm (r0 ∝ lambda^(6/5))."""
+    return r0_500nm * (wavelength_m / 500e-9) ** 1.2
+
+
+def r0_to_500nm(r0, wavelength_m):
+    """Fried parameter at 500 nm [m] from its value at ``wavelength_m``."""
+    return r0 * (500e-9 / wavelength_m) ** 1.2
+
+
+def nm_rms_to_rad2(sigma_nm, wavelength_m):
+    """Phase variance [rad²] of a wavefront error of ``sigma_nm`` nm RMS at ``wavelength_m``."""
+    return (2 * math.pi * sigma_nm * 1e-9 / wavelength_m) ** 2
+
+
+class PsfaoModel(torch.nn.Module):
+    """Batched PSFAO19 PSFs for one instrument at one wavelength.
+
+    Parameters
+    ----------
+    instrument : Instrument or str
+        Instrument description or preset name.
+    dtype : torch.dtype
+        ``torch.float64`` (reference accuracy) or ``torch.float32`` (speed).
+    device : torch.device or str, optional
+        Where the grids live; inputs must be on the same device.
+
+    Notes
+    -----
+    Call ``model(psd_params, static=None, dx=None, dy=None)`` with ``psd_params`` of shape
+    (N, 7) in the order of ``PSD_NAMES`` to get N PSFs (N, npix, npix), each summing to ~1
+    (exactly 1 up to the flux falling outside the field).
+    """
+
+    def __init__(self, instrument: Instrument | str, dtype=torch.float64, device=None):
+        super().__init__()
+        inst = load_instrument(instrument)
+        self.instrument = inst
+        self.dtype = dtype
+        cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        self.cdtype = cdtype
+        k, nx, df = inst.oversampling, inst.npix_over, inst.freq_step
+        self.k, self.nx, self.df = k, nx, df
+        self.cutoff = inst.cutoff_freq
+        self.outer_scale = inst.outer_scale_m
+
+        idx = torch.arange(nx, dtype=torch.float64) - nx // 2
+        fx = (idx * df)[:, None].expand(nx, nx)  # axis 0, as maoppy's fx
+        fy = (idx * df)[None, :].expand(nx, nx)
+        f2 = fx**2 + fy**2
+        maskin = f2 < self.cutoff**2
+        vk = (~maskin) * VK_CONSTANT * (1.0 / self.outer_scale**2 + f2) ** (-11.0 / 6.0)
+        fmax = (nx // 2) * df
+        self.fmax = fmax
+        pixel = torch.sinc(idx[:, None] / nx * k) * torch.sinc(idx[None, :] / nx * k)
+        center = torch.zeros(nx, nx, dtype=torch.bool)
+        center[nx // 2, nx // 2] = True
+        self.register_buffer("fx2", (fx**2).to(dtype).contiguous())
+        self.register_buffer("fy2", (fy**2).to(dtype).contiguous())
+        self.register_buffer("fxy", (fx * fy).to(dtype).contiguous())
+        self.register_buffer("maskin", maskin.to(dtype))
+        self.register_buffer("vk", vk.to(dtype))
+        self.register_buffer("inside_fmax", (f2 < fmax**2).to(dtype))
+        self.register_buffer("not_center", (~center).to(dtype))
+        # Shift phase ramps (unshifted layout); dx moves along axis 1 (x), dy along axis 0.
+        self.register_buffer("ramp_x", torch.fft.ifftshift(idx[None, :] / nx).expand(nx, nx).to(dtype).contiguous())
+        self.register_buffer("ramp_y", torch.fft.ifftshift(idx[:, None] / nx).expand(nx, nx).to(dtype).contiguous())
+        self.register_buffer("pixel_tf", torch.fft.ifftshift(pixel).to(dtype))
+
+        pupil = torch.as_tensor(inst.pupil_array, dtype=torch.float64)
+        self.register_buffer("pupil", pupil.to(dtype))
+        self.pupil_norm = float((pupil**2).sum())
+        self.m = inst.pupil_oversampling
+        basis = torch.as_tensor(inst.static_basis, dtype=torch.float64)
+        # nm -> rad at the image wavelength.
+        self.register_buffer("basis_rad", (basis * 2 * math.pi * 1e-9 / inst.wavelength_m).to(dtype))
+        self.register_buffer("otf_static0", self._otf_static(None)[0].detach())
+        if device is not None:
+            self.to(device)
+
+    @property
+    def n_static(self) -> int:
+        return int(self.basis_rad.shape[0])
+
+    # ---- PSD and OTF -------------------------------------------------------------------
+    def psd(self, p: torch.Tensor):
+        """Phase PSD (N, nx, nx) [rad² m²], centred, and its integral up to infinity [rad²]."""
+        p = p.to(self.dtype)
+        r0, bck, amp, alpha, ratio, theta, beta = (p[:, i, None, None] for i in range(7))
+        ax, ay = alpha * ratio, alpha / ratio
+        c, s, s2 = torch.cos(theta), torch.sin(theta), torch.sin(2 * theta)
+        rxx = (c / ax) ** 2 + (s / ay) ** 2
+        rxy = s2 / ay**2 - s2 / ax**2
+        ryy = (c / ay) ** 2 + (s / ax) ** 2
+        u = rxx * self.fx2 + rxy * self.fxy + ryy * self.fy2
+        # Moffat normalised to unit integral between the central pixel and the AO cut-off.
+        r_in = (1 + math.sqrt(2)) / 2 * self.df / 2
+        f_out = (1 + self.cutoff**2 / (ax * ay)) ** (1 - beta)
+        f_in = (1 + r_in**2 / (ax * ay)) ** (1 - beta)
+        moffat = (1 + u) ** (-beta) * (beta - 1) / (math.pi * ax * ay) / (f_in - f_out)
+        psd = r0 ** (-5.0 / 3.0) * self.vk + self.maskin * (bck + amp * moffat)
+        psd = psd * self.not_center
+        integral_out = VK_CONSTANT * 6 * math.pi / 5 * (r0[:, 0, 0] * self.fmax) ** (-5.0 / 3.0)
+        integral = (psd * self.inside_fmax).sum(dim=(1, 2)) * self.df**2 + integral_out
+        return psd, integral
+
+    def _pupil_field(self, static):
+        """Complex pupil field (N, nf, nf) zero-padded on the fine grid, and its phase basis."""
+        n = self.pupil.shape[0]
+        nf = self.nx * self.m
+        if static is None or self.n_static == 0:
+            field = self.pupil.to(self.cdtype)[None]
+        else:
+            phase = torch.einsum("nk,kij->nij", static.to(self.dtype), self.basis_rad)
+            field = self.pupil * torch.exp(1j * phase.to(self.cdtype))
+        tab = torch.zeros(field.shape[0], nf, nf, dtype=self.cdtype, device=self.pupil.device)
+        tab[:, :n, :n] = field
+        return tab
+
+    def _intensity_to_otf(self, intensity: torch.Tensor) -> torch.Tensor:
+        """OTF on the image grid from a focal-plane intensity computed on the fine grid.
+
+        A pupil drawn m times finer gives the focal plane over an m times wider field; sampling
+        its OTF every m-th frequency is the same as folding that field with the image period,
+        which costs an FFT of the image size only.
+        """
+        nx, m = self.nx, self.m
+        if m > 1:
+            lead = intensity.shape[:-2]
+            intensity = intensity.reshape(*lead, m, nx, m, nx).sum(dim=(-4, -2))
+        otf = torch.fft.ifft2(intensity.to(self.cdtype)) / (m * m * self.pupil_norm)
+        return otf * self.pixel_tf
+
+    def _otf_static(self, static: torch.Tensor | None) -> torch.Tensor:
+        """Static OTF (N, nx, nx), unshifted layout, including the pixel transfer function."""
+        return self._intensity_to_otf(torch.fft.fft2(self._pupil_field(static)).abs() ** 2)
+
+    def static_otf_and_derivatives(self, static: torch.Tensor):
+        """Static OTF (N, nx, nx) and its derivatives (N, K, nx, nx) w.r.t. the modes [1/nm].
+
+        d|F(E)|²/dmu_i = -2 Im(conj(F(E)) F(b_i E)) for E = P exp(i sum_i mu_i b_i): one FFT per
+        mode, much cheaper than automatic differentiation through the complex pipeline.
+        """
+        tab = self._pupil_field(static)
+        focal = torch.fft.fft2(tab)
+        n = self.pupil.shape[0]
+        weighted = torch.zeros(tab.shape[0], self.n_static, *tab.shape[1:], dtype=self.cdtype, device=tab.device)
+        weighted[..., :n, :n] = self.basis_rad[None] * tab[:, None, :n, :n]
+        d_intensity = -2 * (focal.conj()[:, None] * torch.fft.fft2(weighted)).imag
+        return self._intensity_to_otf(focal.abs() ** 2), self._intensity_to_otf(d_intensity)
+
+    def otf(self, psd_params, static=None, dx=None, dy=None, otf_static=None) -> torch.Tensor:
+        """Total OTF (N, nx, nx), unshifted layout (null frequency at [0, 0]).
+
+        ``otf_static`` (N, nx, nx), when given, replaces the static OTF computed from ``static``.
+        """
+        psd, integral = self.psd(psd_params)
+        b_phi = torch.fft.fft2(torch.fft.fftshift(psd, dim=(-2, -1))).real * self.df**2
+        otf_turb = torch.exp(-(integral[:, None, None] - b_phi))
+        if otf_static is not None:
+            otf_stat = otf_static
+        elif static is None or self.n_static == 0:
+            otf_stat = self.otf_static0[None]
+        else:
+            otf_stat = self._otf_static(static)
+        n = psd.shape[0]
+        zero = torch.zeros(n, dtype=self.dtype, device=psd.device)
+        dx = zero if dx is None else torch.as_tensor(dx, dtype=self.dtype, device=psd.device).expand(n)
+        dy = zero if dy is None else torch.as_tensor(dy, dtype=self.dtype, device=psd.device).expand(n)
+        # Centre the binned PSF on pixel npix//2 whatever the oversampling (as maoppy does).
+        comp = (self.k - 1) / (2 * self.k)
+        ramp = (dx[:, None, None] + comp) * self.ramp_x + (dy[:, None, None] + comp) * self.ramp_y
+        shift = torch.exp(-2j * math.pi * self.k * ramp.to(self.cdtype))
+        return otf_turb * otf_stat * shift
+
+    def otf_to_psf(self, otf: torch.Tensor) -> torch.Tensor:
+        """PSFs (..., npix, npix) from OTFs (..., nx, nx) in unshifted layout, binned if oversampled."""
+        psf = torch.fft.fftshift(torch.fft.ifft2(otf).real, dim=(-2, -1))
+        if self.k > 1:
+            k, npix = self.k, self.nx // self.k
+            psf = psf.reshape(*psf.shape[:-2], npix, k, npix, k).sum(dim=(-3, -1))
+        return psf
+
+    def forward(self, psd_params, static=None, dx=None, dy=None, otf_static=None) -> torch.Tensor:
+        """PSFs (N, npix, npix) for PSD parameters (N, 7), static modes (N, K) [nm], shifts [pix]."""
+        return self.otf_to_psf(self.otf(psd_params, static=static, dx=dx, dy=dy, otf_static=otf_static))

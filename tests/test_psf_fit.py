@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from astrolearn.cli import main
+from astrolearn.errors import UserError
+from astrolearn.io.tables import read_csv
+from astrolearn.psf.data import load_psf_images
+from astrolearn.psf.fit import PsfFitter
+from astrolearn.psf.instruments import load_instrument
+from astrolearn.psf.model import PsfaoModel
+from astrolearn.psf.simulate import DEFAULT_SIM, column_names, draw_parameters, render
+from psf_helpers import circular
+
+
+def _noiseless(inst, n, seed, static=False):
+    cfg = dict(DEFAULT_SIM, static=static, noise="none")
+    params = draw_parameters(inst, cfg, n, np.random.default_rng(seed))
+    names = column_names(inst, static)
+    return params, names, render(PsfaoModel(inst), inst, params, names)
+
+
+def test_noiseless_recovery():
+    inst = circular(npix=64)
+    params, names, images = _noiseless(inst, 6, 3)
+    weights = np.ones_like(images) / images.max() ** 2
+    result = PsfFitter(inst, fit_static=False, batch=6).fit(images, weights)
+    for name in ("r0", "bck", "amp", "alpha", "beta"):
+        truth = params[:, names.index(name)]
+        err = np.abs(result.values[:, result.names.index(name)] - truth) / truth
+        assert np.median(err) <= 1e-3, name
+
+
+def test_nan_pixels_ignored_and_all_nan_refused(tmp_path):
+    inst = circular(npix=64)
+    params, names, images = _noiseless(inst, 1, 5)
+    frame = images[0].copy()
+    frame[10:20, 5:9] = np.nan
+    path = tmp_path / "psf.fits"
+    fits.writeto(path, (frame / 4.0).astype(np.float32))
+    data = load_psf_images(path, inst, weighting="uniform")
+    assert data.gain == 4.0 and (data.weights[0][np.isnan(np.pad(frame, 0))] == 0).all()
+    result = PsfFitter(inst, fit_static=False).fit(data.images, data.weights)
+    assert abs(result.values[0, 0] / params[0, 0] - 1) < 1e-3
+    nan_path = tmp_path / "nan.fits"
+    fits.writeto(nan_path, np.full((2, 64, 64), np.nan, dtype=np.float32))
+    with pytest.raises(UserError, match="frame 0 has no finite pixel"):
+        load_psf_images(nan_path, inst)
+
+
+def test_cli_fit_outputs(tmp_path, capsys):
+    import yaml
+
+    inst = circular(npix=64)
+    inst_file = tmp_path / "circ.yaml"
+    inst_file.write_text(yaml.safe_dump(inst.to_dict()))
+    params, names, images = _noiseless(inst, 2, 9)
+    path = tmp_path / "cube.fits"
+    fits.writeto(path, (images / 4.0).astype(np.float32))
+    out = tmp_path / "params.csv"
+    args = ["psf", "fit", str(path), "--instrument", str(inst_file), "--out", str(out), "--static", "none",
+            "--weights", "uniform", "--no-progress"]
+    assert main(args) == 0
+    table = read_csv(out)
+    expected = ["index", "r0", "r0_err", "bck", "bck_err", "amp", "amp_err", "alpha", "alpha_err", "ratio",
+                "ratio_err", "theta", "theta_err", "beta", "beta_err", "flux", "flux_err", "background",
+                "background_err", "dx", "dx_err", "dy", "dy_err"]
+    assert list(table)[: len(expected)] == expected
+    assert np.allclose(table["r0"], params[:, 0], rtol=2e-3)
+    assert (tmp_path / "params_fit.png").exists() and (tmp_path / "params.config.yaml").exists()
+    before = out.read_bytes()
+    assert main(args) == 2 and "already exists" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main(["psf", "fit", str(tmp_path / "missing.fits"), "--instrument", str(inst_file), "--out",
+                 str(tmp_path / "m.csv")]) == 2
+    assert "missing.fits: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "m.csv").exists()
+
+
+def test_real_nirc2_frame(shared_data, tmp_path):
+    """The real NIRC2 frame (FeII, 1.6455 um) converges to r0(500 nm) in 0.12-0.20 m."""
+    frame = shared_data / "keck" / "20130801_n0004.fits"
+    inst = load_instrument("nirc2")
+    data = load_psf_images(frame, inst)
+    result = PsfFitter(inst, fit_static=False).fit(data.images, data.weights)
+    assert 0.12 <= result.values[0, 0] <= 0.20
+    assert np.isfinite(result.chi2[0])
