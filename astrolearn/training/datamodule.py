@@ -1,0 +1,97 @@
+"""Lightning data module over HDF5 shards: fixed train/validation split, seeded shuffling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from ..errors import UserError
+from .data import ShardDataset, TargetFn
+
+
+class ShardDataModule(L.LightningDataModule):
+    """Training and validation loaders over the samples of a list of shards.
+
+    Parameters
+    ----------
+    shards, inputs, target_fn, transform
+        See :class:`astrolearn.training.data.ShardDataset`.
+    target_names : sequence of str, optional
+        Names of the regression targets (columns of the target function's output), or of the
+        classes (label ``i`` is ``target_names[i]``).
+    batch_size : int
+        Samples per batch and process.
+    val_fraction : float
+        Share of the samples held out for validation, in (0, 1).
+    num_workers : int
+        Data-loader worker processes per training process.
+    seed : int
+        Seed of the split and of the shuffling order.
+
+    Notes
+    -----
+    The training order of epoch ``e`` is a permutation drawn from ``seed + e``, split between
+    ranks as ``DistributedSampler`` does (rank ``r`` of ``n`` takes every ``n``-th sample from
+    ``r``). It does not depend on any global random state, so a resumed run sees the same
+    batches as an uninterrupted one, and one process with batch ``n*b`` sees the same samples per
+    step as ``n`` DDP ranks with batch ``b``.
+    """
+
+    def __init__(self, shards, inputs: str | Sequence[str], target_fn: TargetFn, *,
+                 target_names: Sequence[str] | None = None, transform: Callable | None = None,
+                 batch_size: int = 64, val_fraction: float = 0.1, num_workers: int = 0, seed: int = 0):
+        super().__init__()
+        if not _is_int(batch_size) or batch_size < 1:
+            raise UserError(f"data.batch_size must be a positive integer, not {batch_size!r}")
+        if not _is_int(num_workers) or num_workers < 0:
+            raise UserError(f"data.num_workers must be an integer >= 0, not {num_workers!r}")
+        if not 0 < val_fraction < 1:
+            raise UserError(f"data.val_fraction must be in (0, 1), not {val_fraction!r}")
+        self.dataset = ShardDataset(shards, inputs, target_fn, transform)
+        if self.dataset.targets is None:
+            raise ValueError("a training data module needs a target function")
+        n = len(self.dataset)
+        n_val = int(round(val_fraction * n))
+        if not 0 < n_val < n:
+            raise UserError(f"{n} samples cannot be split with data.val_fraction={val_fraction}")
+        order = np.random.default_rng(seed).permutation(n)
+        # Sorted: the sampler shuffles anyway, and ordered indices read the shards in order.
+        self.val_indices = np.sort(order[:n_val])
+        self.train_indices = np.sort(order[n_val:])
+        self.target_names = None if target_names is None else [str(name) for name in target_names]
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self._input_shape = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input sample as the network sees it, channels first."""
+        if self._input_shape is None:
+            self._input_shape = self.dataset.sample_shape
+            self.dataset.close()  # workers open their own handles
+        return self._input_shape
+
+    def train_targets(self) -> np.ndarray:
+        """Targets of the training split (for normalisation statistics and class weights)."""
+        return self.dataset.targets[self.train_indices]
+
+    def train_dataloader(self) -> DataLoader:
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        train = Subset(self.dataset, self.train_indices)
+        sampler = DistributedSampler(train, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+        return self._loader(train, sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        # Under DDP, Lightning splits this sequential loader between the ranks.
+        return self._loader(Subset(self.dataset, self.val_indices), None)
+
+    def _loader(self, subset, sampler) -> DataLoader:
+        on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        return DataLoader(subset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, pin_memory=on_gpu)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

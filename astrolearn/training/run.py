@@ -1,0 +1,161 @@
+"""``fit``: train a task module in a run directory, with checkpoints, logs and resumption.
+
+A run directory holds::
+
+    config.yaml               resolved configuration, written before training starts
+    checkpoints/best-*.ckpt   lowest validation loss so far
+    checkpoints/last.ckpt     end of the latest epoch (what --resume continues from)
+    csv/version_*/            metrics.csv, one version per (re)start
+    tensorboard/              TensorBoard events (one run, continued on resume)
+
+Lightning is imported inside :func:`fit` only: importing it takes seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from ..config import dump_config, read_yaml, to_plain
+from ..errors import UserError
+from .settings import resolve_config
+
+CONFIG_FILE = "config.yaml"
+_RUN_ARTEFACTS = (CONFIG_FILE, "checkpoints", "csv", "tensorboard")
+_DDP_START = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
+
+
+def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite: bool = False,
+        accelerator=None, devices=None, num_nodes=None, strategy=None, precision=None,
+        max_epochs=None, callbacks: Sequence = ()):
+    """Train ``module`` on ``datamodule`` and keep the results in ``out_dir``.
+
+    Parameters
+    ----------
+    config : path-like or mapping
+        Training configuration; the one ``module`` was built from (see :func:`build_module`).
+    datamodule : lightning.LightningDataModule
+        Usually a :class:`~astrolearn.training.datamodule.ShardDataModule`.
+    module : RegressionModule or ClassificationModule
+        The task module to train.
+    out_dir : path-like
+        Run directory (layout in the module documentation).
+    resume : bool
+        Continue from ``out_dir/checkpoints/last.ckpt`` (weights, optimiser, scheduler, epoch).
+        ``max_epochs`` counts the epochs of the whole run, so raise it to train longer.
+    overwrite : bool
+        Without ``resume``, replace a previous run in ``out_dir`` instead of refusing to start.
+    accelerator, devices, num_nodes, strategy, precision, max_epochs : optional
+        Override the ``trainer`` section of ``config`` (``precision="16-mixed"`` or
+        ``"bf16-mixed"`` for mixed precision on GPU; ``strategy="ddp"`` for several devices).
+    callbacks : sequence of lightning callbacks
+        Added to the checkpoint, early-stopping and learning-rate callbacks.
+
+    Returns
+    -------
+    lightning.Trainer
+        After training: ``trainer.checkpoint_callback.best_model_path``, ``trainer.callback_metrics``.
+
+    Raises
+    ------
+    UserError
+        When ``out_dir`` holds a previous run (without ``resume`` or ``overwrite``), when there is
+        nothing to resume, or when resuming with another ``model`` section.
+
+    Notes
+    -----
+    Only global rank 0 checks and prepares ``out_dir``: processes started by Lightning's ``ddp``
+    launcher run this function again after rank 0 has written ``config.yaml``.
+    """
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    given = dict(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+                 precision=precision, max_epochs=max_epochs)
+    config = resolve_config(config, [{"trainer": {k: v for k, v in given.items() if v is not None}}])
+    if to_plain(module.hparams["config"]["model"]) != to_plain(config["model"]):
+        raise ValueError("the module was built from another model configuration than the one given to fit")
+    # Checkpoints then carry the resolved configuration, as config.yaml does.
+    module.hparams["config"] = config
+    t = config["trainer"]
+    out_dir = Path(out_dir)
+    last = out_dir / "checkpoints" / "last.ckpt"
+
+    L.seed_everything(config["seed"], workers=True, verbose=False)
+    checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best-{epoch:03d}", monitor="val/loss",
+                                 mode="min", save_top_k=1, save_last=True)
+    all_callbacks = [checkpoint, *callbacks]
+    if t["patience"]:
+        all_callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=t["patience"]))
+    if config["scheduler"]["name"] != "none":
+        all_callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    loggers = [
+        # CSV: a new version per start, since Lightning would truncate an existing metrics.csv.
+        CSVLogger(out_dir, name="csv"),
+        # TensorBoard: one folder, so a resumed run continues the same curves.
+        TensorBoardLogger(out_dir, name="tensorboard", version="", default_hp_metric=False),
+    ]
+    try:
+        trainer = L.Trainer(
+            default_root_dir=out_dir, accelerator=t["accelerator"], devices=t["devices"],
+            num_nodes=t["num_nodes"], strategy=_strategy(t["strategy"], t["process_group_timeout"]),
+            plugins=_plugins(t["devices"]), precision=t["precision"], max_epochs=t["max_epochs"],
+            gradient_clip_val=t["gradient_clip_val"], accumulate_grad_batches=t["accumulate_grad_batches"],
+            log_every_n_steps=t["log_every_n_steps"], deterministic=t["deterministic"],
+            callbacks=all_callbacks, logger=loggers, enable_progress_bar=True,
+        )
+    except (MisconfigurationException, ValueError) as exc:
+        raise UserError(f"trainer: {exc}") from None
+    if trainer.global_rank == 0:
+        _prepare_run_dir(out_dir, config, resume, overwrite)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
+    return trainer
+
+
+def _strategy(name, timeout_s):
+    """DDP strategies get a process-group timeout: a rank that never comes must not hang the job."""
+    if name not in _DDP_START:
+        return name
+    from lightning.pytorch.strategies import DDPStrategy
+
+    return DDPStrategy(start_method=_DDP_START[name], timeout=timedelta(seconds=timeout_s))
+
+
+def _plugins(devices):
+    """Let Lightning start the processes itself in a SLURM job of a single task.
+
+    Under SLURM, Lightning expects one task per device (``srun --ntasks-per-node``); in a job
+    with ``--ntasks=1`` it would otherwise silently train on one device only.
+    """
+    if os.environ.get("SLURM_NTASKS") == "1" and devices not in (1, "1"):
+        from lightning.pytorch.plugins.environments import LightningEnvironment
+
+        return [LightningEnvironment()]
+    return None
+
+
+def _prepare_run_dir(out_dir: Path, config: Mapping, resume: bool, overwrite: bool):
+    """Check that ``out_dir`` suits a new or resumed run, then write the resolved configuration."""
+    if resume:
+        if not (out_dir / "checkpoints" / "last.ckpt").is_file():
+            raise UserError(f"{out_dir}: nothing to resume (no checkpoints/last.ckpt)")
+        previous = out_dir / CONFIG_FILE
+        if previous.is_file() and read_yaml(previous).get("model") != to_plain(config["model"]):
+            raise UserError(f"{out_dir}: the model section differs from the run being resumed "
+                            f"(see {previous})")
+    elif any((out_dir / name).exists() for name in _RUN_ARTEFACTS):
+        if not overwrite:
+            raise UserError(f"{out_dir}: holds a previous training run "
+                            "(use --resume to continue it or --overwrite to replace it)")
+        for name in _RUN_ARTEFACTS:
+            path = out_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    dump_config(config, out_dir / CONFIG_FILE)
