@@ -82,10 +82,12 @@ class PsfaoModel(torch.nn.Module):
         self.cdtype = cdtype
         k, nx, df = inst.oversampling, inst.npix_over, inst.freq_step
         self.k, self.nx, self.df = k, nx, df
+        self.nh = nx // 2 + 1  # half plane: all OTFs are Hermitian (real PSFs)
         self.cutoff = inst.cutoff_freq
         self.outer_scale = inst.outer_scale_m
 
-        idx = torch.arange(nx, dtype=torch.float64) - nx // 2
+        # Everything lives in the FFT's unshifted layout (null frequency at [0, 0]): no shifts.
+        idx = torch.fft.ifftshift(torch.arange(nx, dtype=torch.float64) - nx // 2)
         fx = (idx * df)[:, None].expand(nx, nx)  # axis 0, as maoppy's fx
         fy = (idx * df)[None, :].expand(nx, nx)
         f2 = fx**2 + fy**2
@@ -93,20 +95,25 @@ class PsfaoModel(torch.nn.Module):
         vk = (~maskin) * VK_CONSTANT * (1.0 / self.outer_scale**2 + f2) ** (-11.0 / 6.0)
         fmax = (nx // 2) * df
         self.fmax = fmax
-        pixel = torch.sinc(idx[:, None] / nx * k) * torch.sinc(idx[None, :] / nx * k)
-        center = torch.zeros(nx, nx, dtype=torch.bool)
-        center[nx // 2, nx // 2] = True
-        self.register_buffer("fx2", (fx**2).to(dtype).contiguous())
-        self.register_buffer("fy2", (fy**2).to(dtype).contiguous())
-        self.register_buffer("fxy", (fx * fy).to(dtype).contiguous())
-        self.register_buffer("maskin", maskin.to(dtype))
+        not_center = torch.ones(nx, nx, dtype=torch.bool)
+        not_center[0, 0] = False
+        # The corrected area (f < f_AO, null frequency excluded) is a small part of the grid:
+        # the Moffat is evaluated there only; the von Karman part is one fixed array times
+        # r0^(-5/3), so its Fourier transform and integral are computed once.
+        corr = (maskin & not_center).flatten().nonzero().flatten()
+        self.register_buffer("corr_idx", corr)
+        self.register_buffer("fx2", (fx**2).flatten()[corr].to(dtype))
+        self.register_buffer("fy2", (fy**2).flatten()[corr].to(dtype))
+        self.register_buffer("fxy", (fx * fy).flatten()[corr].to(dtype))
+        self.register_buffer("corr_in_fmax", (f2 < fmax**2).flatten()[corr].to(dtype))
         self.register_buffer("vk", vk.to(dtype))
-        self.register_buffer("inside_fmax", (f2 < fmax**2).to(dtype))
-        self.register_buffer("not_center", (~center).to(dtype))
-        # Shift phase ramps (unshifted layout); dx moves along axis 1 (x), dy along axis 0.
-        self.register_buffer("ramp_x", torch.fft.ifftshift(idx[None, :] / nx).expand(nx, nx).to(dtype).contiguous())
-        self.register_buffer("ramp_y", torch.fft.ifftshift(idx[:, None] / nx).expand(nx, nx).to(dtype).contiguous())
-        self.register_buffer("pixel_tf", torch.fft.ifftshift(pixel).to(dtype))
+        self.register_buffer("vk_fft", (torch.fft.rfft2(vk).real * df**2).to(dtype))
+        self.vk_integral = float((vk * (f2 < fmax**2)).sum() * df**2)
+        # Signed frequency indices / nx for the shift ramps: rows (dy) and half-plane columns (dx).
+        self.register_buffer("freq_rows", (idx / nx).to(dtype))
+        self.register_buffer("freq_cols", (torch.arange(self.nh, dtype=torch.float64) / nx).to(dtype))
+        pixel = torch.sinc(idx[:, None] / nx * k) * torch.sinc(idx[None, : self.nh] / nx * k)
+        self.register_buffer("pixel_tf", pixel.to(dtype))
 
         pupil = torch.as_tensor(inst.pupil_array, dtype=torch.float64)
         self.register_buffer("pupil", pupil.to(dtype))
@@ -124,10 +131,10 @@ class PsfaoModel(torch.nn.Module):
         return int(self.basis_rad.shape[0])
 
     # ---- PSD and OTF -------------------------------------------------------------------
-    def psd(self, p: torch.Tensor):
-        """Phase PSD (N, nx, nx) [rad² m²], centred, and its integral up to infinity [rad²]."""
+    def _psd_parts(self, p: torch.Tensor):
+        """r0^(-5/3) (N,), corrected-area PSD (N, M) on ``corr_idx`` [rad² m²], integral (N,) [rad²]."""
         p = p.to(self.dtype)
-        r0, bck, amp, alpha, ratio, theta, beta = (p[:, i, None, None] for i in range(7))
+        r0, bck, amp, alpha, ratio, theta, beta = (p[:, i, None] for i in range(7))
         ax, ay = alpha * ratio, alpha / ratio
         c, s, s2 = torch.cos(theta), torch.sin(theta), torch.sin(2 * theta)
         rxx = (c / ax) ** 2 + (s / ay) ** 2
@@ -138,12 +145,22 @@ class PsfaoModel(torch.nn.Module):
         r_in = (1 + math.sqrt(2)) / 2 * self.df / 2
         f_out = (1 + self.cutoff**2 / (ax * ay)) ** (1 - beta)
         f_in = (1 + r_in**2 / (ax * ay)) ** (1 - beta)
-        moffat = (1 + u) ** (-beta) * (beta - 1) / (math.pi * ax * ay) / (f_in - f_out)
-        psd = r0 ** (-5.0 / 3.0) * self.vk + self.maskin * (bck + amp * moffat)
-        psd = psd * self.not_center
-        integral_out = VK_CONSTANT * 6 * math.pi / 5 * (r0[:, 0, 0] * self.fmax) ** (-5.0 / 3.0)
-        integral = (psd * self.inside_fmax).sum(dim=(1, 2)) * self.df**2 + integral_out
-        return psd, integral
+        norm = (beta - 1) / (math.pi * ax * ay * (f_in - f_out))
+        corrected = bck + amp * norm * (1 + u) ** (-beta)
+        r0_factor = r0[:, 0] ** (-5.0 / 3.0)
+        integral_out = VK_CONSTANT * 6 * math.pi / 5 * (r0[:, 0] * self.fmax) ** (-5.0 / 3.0)
+        integral = (r0_factor * self.vk_integral + (corrected * self.corr_in_fmax).sum(dim=1) * self.df**2
+                    + integral_out)
+        return r0_factor, corrected, integral
+
+    def _scatter(self, corrected: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(corrected.shape[0], self.nx * self.nx, dtype=corrected.dtype, device=corrected.device)
+        return out.index_copy(1, self.corr_idx, corrected).reshape(-1, self.nx, self.nx)
+
+    def psd(self, p: torch.Tensor):
+        """Phase PSD (N, nx, nx) [rad² m²] (unshifted layout) and its integral up to infinity [rad²]."""
+        r0_factor, corrected, integral = self._psd_parts(p)
+        return r0_factor[:, None, None] * self.vk + self._scatter(corrected), integral
 
     def _pupil_field(self, static):
         """Complex pupil field (N, nf, nf) zero-padded on the fine grid, and its phase basis."""
@@ -169,15 +186,15 @@ class PsfaoModel(torch.nn.Module):
         if m > 1:
             lead = intensity.shape[:-2]
             intensity = intensity.reshape(*lead, m, nx, m, nx).sum(dim=(-4, -2))
-        otf = torch.fft.ifft2(intensity.to(self.cdtype)) / (m * m * self.pupil_norm)
+        otf = torch.fft.ihfft2(intensity) / (m * m * self.pupil_norm)
         return otf * self.pixel_tf
 
     def _otf_static(self, static: torch.Tensor | None) -> torch.Tensor:
-        """Static OTF (N, nx, nx), unshifted layout, including the pixel transfer function."""
+        """Static OTF (N, nx, nx//2+1), half plane, including the pixel transfer function."""
         return self._intensity_to_otf(torch.fft.fft2(self._pupil_field(static)).abs() ** 2)
 
     def static_otf_and_derivatives(self, static: torch.Tensor):
-        """Static OTF (N, nx, nx) and its derivatives (N, K, nx, nx) w.r.t. the modes [1/nm].
+        """Static OTF (N, nx, nh) and its derivatives (N, K, nx, nh) w.r.t. the modes [1/nm] (half plane).
 
         d|F(E)|²/dmu_i = -2 Im(conj(F(E)) F(b_i E)) for E = P exp(i sum_i mu_i b_i): one FFT per
         mode, much cheaper than automatic differentiation through the complex pipeline.
@@ -191,32 +208,34 @@ class PsfaoModel(torch.nn.Module):
         return self._intensity_to_otf(focal.abs() ** 2), self._intensity_to_otf(d_intensity)
 
     def otf(self, psd_params, static=None, dx=None, dy=None, otf_static=None) -> torch.Tensor:
-        """Total OTF (N, nx, nx), unshifted layout (null frequency at [0, 0]).
+        """Total OTF (N, nx, nx//2+1): half plane, unshifted layout, including the centring ramp.
 
-        ``otf_static`` (N, nx, nx), when given, replaces the static OTF computed from ``static``.
+        ``otf_static`` (N, nx, nx//2+1), when given, replaces the static OTF computed from ``static``.
         """
-        psd, integral = self.psd(psd_params)
-        b_phi = torch.fft.fft2(torch.fft.fftshift(psd, dim=(-2, -1))).real * self.df**2
-        otf_turb = torch.exp(-(integral[:, None, None] - b_phi))
+        r0_factor, corrected, integral = self._psd_parts(psd_params)
+        b_phi = r0_factor[:, None, None] * self.vk_fft + torch.fft.rfft2(self._scatter(corrected)).real * self.df**2
+        otf_turb = torch.exp(b_phi - integral[:, None, None])
         if otf_static is not None:
             otf_stat = otf_static
         elif static is None or self.n_static == 0:
             otf_stat = self.otf_static0[None]
         else:
             otf_stat = self._otf_static(static)
-        n = psd.shape[0]
-        zero = torch.zeros(n, dtype=self.dtype, device=psd.device)
-        dx = zero if dx is None else torch.as_tensor(dx, dtype=self.dtype, device=psd.device).expand(n)
-        dy = zero if dy is None else torch.as_tensor(dy, dtype=self.dtype, device=psd.device).expand(n)
-        # Centre the binned PSF on pixel npix//2 whatever the oversampling (as maoppy does).
-        comp = (self.k - 1) / (2 * self.k)
-        ramp = (dx[:, None, None] + comp) * self.ramp_x + (dy[:, None, None] + comp) * self.ramp_y
-        shift = torch.exp(-2j * math.pi * self.k * ramp.to(self.cdtype))
-        return otf_turb * otf_stat * shift
+        n, device = corrected.shape[0], corrected.device
+        zero = torch.zeros(n, dtype=self.dtype, device=device)
+        dx = zero if dx is None else torch.as_tensor(dx, dtype=self.dtype, device=device).expand(n)
+        dy = zero if dy is None else torch.as_tensor(dy, dtype=self.dtype, device=device).expand(n)
+        # Shift by (dx, dy) image pixels, centre the binned PSF on pixel npix//2 whatever the
+        # oversampling (as maoppy does), and move the origin to the array centre (an fftshift):
+        # separable ramps, 2 nx complex exponentials per PSF instead of nx².
+        shift = (self.k - 1) / 2 + self.nx / 2
+        ramp_x = torch.exp(-2j * math.pi * ((self.k * dx + shift)[:, None] * self.freq_cols).to(self.cdtype))
+        ramp_y = torch.exp(-2j * math.pi * ((self.k * dy + shift)[:, None] * self.freq_rows).to(self.cdtype))
+        return otf_turb * otf_stat * ramp_y[:, :, None] * ramp_x[:, None, :]
 
     def otf_to_psf(self, otf: torch.Tensor) -> torch.Tensor:
-        """PSFs (..., npix, npix) from OTFs (..., nx, nx) in unshifted layout, binned if oversampled."""
-        psf = torch.fft.fftshift(torch.fft.ifft2(otf).real, dim=(-2, -1))
+        """PSFs (..., npix, npix) from half-plane OTFs (..., nx, nx//2+1), binned if oversampled."""
+        psf = torch.fft.irfft2(otf, s=(self.nx, self.nx))
         if self.k > 1:
             k, npix = self.k, self.nx // self.k
             psf = psf.reshape(*psf.shape[:-2], npix, k, npix, k).sum(dim=(-3, -1))
