@@ -94,10 +94,12 @@ class RegressionModule(_TaskModule):
         self.val_mae.update(self.model.outputs(raw)["mean"], y)
 
     def on_validation_epoch_end(self):
-        mae = self.val_mae.compute().reshape(-1)  # synchronised over ranks by torchmetrics
+        mae = self.val_mae.compute().reshape(-1)
         self.val_mae.reset()
-        self.log_dict({f"val/mae/{name}": value for name, value in zip(self.model.names, mae)})
-        self.log("val/mae_norm", (mae / self.model.target_std).mean())
+        # torchmetrics has already combined the ranks; sync_dist averages equal values, and
+        # tells Lightning that they are global.
+        self.log_dict({f"val/mae/{name}": value for name, value in zip(self.model.names, mae)}, sync_dist=True)
+        self.log("val/mae_norm", (mae / self.model.target_std).mean(), sync_dist=True)
 
 
 class ClassificationModule(_TaskModule):
@@ -130,9 +132,11 @@ class ClassificationModule(_TaskModule):
         self.val_recall.update(raw, y)
 
     def on_validation_epoch_end(self):
-        self.log("val/acc", self.val_acc.compute(), prog_bar=True)
+        # Global values already (see RegressionModule.on_validation_epoch_end).
+        self.log("val/acc", self.val_acc.compute(), prog_bar=True, sync_dist=True)
         recall = self.val_recall.compute()
-        self.log_dict({f"val/recall/{name}": value for name, value in zip(self.model.names, recall)})
+        self.log_dict({f"val/recall/{name}": value for name, value in zip(self.model.names, recall)},
+                      sync_dist=True)
         self.val_acc.reset()
         self.val_recall.reset()
 
