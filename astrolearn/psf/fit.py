@@ -4,7 +4,7 @@ The field's method (maoppy's ``psffit``): minimise ``sum w (flux x PSF(theta) + 
 data)²`` with inverse-variance weights ``w``, here batched on the PyTorch model with a
 projected Levenberg-Marquardt solver. The free parameters are the 7 PSD parameters, the static
 modes of the instrument (unless disabled), the sub-pixel shift, the flux and the background.
-Positive parameters are fitted in log; all are kept inside wide bounds. The Jacobian is exact:
+Scale parameters (r0, alpha, ratio) are fitted in log; all are kept inside wide bounds. The Jacobian is exact:
 forward-mode differentiation for the PSD and shift, an analytic derivative for the static modes.
 Fits start from the prior median (a user has no truth), the shift from the image centroid and
 the flux/background from a linear least-squares solution.
@@ -26,14 +26,14 @@ from .simulate import DEFAULT_PRIORS, prior_median
 # Wide physical bounds at the image wavelength (maoppy's physical bounds, closed above).
 PSD_BOUNDS = {
     "r0": (1e-3, 100.0),
-    "bck": (1e-8, 10.0),
-    "amp": (1e-6, 1e3),
+    "bck": (0.0, 10.0),
+    "amp": (0.0, 1e3),
     "alpha": (1e-5, 10.0),
     "ratio": (1e-2, 1e2),
     "theta": (-math.pi, math.pi),
     "beta": (1.01, 5.0),
 }
-LOG_PARAMS = ("r0", "bck", "amp", "alpha", "ratio")
+LOG_PARAMS = ("r0", "alpha", "ratio")  # scale parameters; C and A may reach their bound 0
 
 
 def output_names(instrument: Instrument, fit_static: bool) -> list[str]:
@@ -196,6 +196,12 @@ class PsfFitter:
             r = (sw[idx] * (model - data[idx])).flatten(1)
             hess = jw @ jw.transpose(1, 2)
             grad = (jw @ r[:, :, None])[..., 0]
+            # Active set: parameters on a bound that the gradient pushes outwards stay fixed.
+            zi = z[idx]
+            fixed = ((zi <= self.z_lo) & (grad > 0)) | ((zi >= self.z_hi) & (grad < 0))
+            free = (~fixed).to(self.dtype)
+            hess = hess * free[:, :, None] * free[:, None, :] + torch.diag_embed(1.0 - free)
+            grad = grad * free
             diag = torch.diagonal(hess, dim1=1, dim2=2).clamp(min=1e-30)
             pending = torch.ones(len(idx), dtype=torch.bool)
             for _try in range(30):
