@@ -49,7 +49,8 @@ def deep_merge(base: Mapping, override: Mapping, strict: bool = False, _where: s
         any other value (including a list or ``None``) replaces it.
     strict : bool
         Reject keys of ``override`` that ``base`` does not have, wherever ``base`` holds a mapping,
-        so that a misspelt option is an error instead of being silently ignored. A section whose
+        so that a misspelt option is an error instead of being silently ignored, and values that
+        would replace such a mapping by something else (``scheduler: cosine``). A section whose
         default is not a mapping (``None``, e.g. a free-form network description) is not checked.
 
     Returns
@@ -60,7 +61,7 @@ def deep_merge(base: Mapping, override: Mapping, strict: bool = False, _where: s
     Raises
     ------
     UserError
-        With ``strict``, on an unknown key.
+        With ``strict``, on an unknown key or a mapping replaced by another value.
     """
     merged = copy.deepcopy(dict(base))
     for key, value in override.items():
@@ -68,6 +69,9 @@ def deep_merge(base: Mapping, override: Mapping, strict: bool = False, _where: s
         if strict and key not in merged:
             known = ", ".join(map(str, merged)) or "none"
             raise UserError(f"unknown configuration key {where!r} (known here: {known})")
+        if strict and isinstance(merged[key], Mapping) and not isinstance(value, Mapping):
+            raise UserError(f"configuration key {where!r} must be a mapping of "
+                            f"{', '.join(map(str, merged[key]))}, not {value!r}")
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = deep_merge(merged[key], value, strict, f"{where}.")
         else:

@@ -1,6 +1,7 @@
 """Training engine: configuration, shard streaming, Lightning modules, fit/resume, loading."""
 
 import pickle
+import signal
 import subprocess
 import sys
 
@@ -80,6 +81,7 @@ def test_config_merge_overrides_and_dump(tmp_path):
 @pytest.mark.parametrize("action, message", [
     (lambda p: load_config({"optimiser": {}}, defaults={"optimizer": {}}), "unknown configuration key 'optimiser'"),
     (lambda p: load_config({"optimizer": {"rate": 1}}, defaults={"optimizer": {"lr": 1}}), "'optimizer.rate'"),
+    (lambda p: resolve_config({"model": {}, "scheduler": "cosine"}), "'scheduler' must be a mapping"),
     (lambda p: read_yaml(p / "missing.yaml"), "no such configuration file"),
     (lambda p: read_yaml(p), "not a readable YAML file"),
     (lambda p: parse_override("optimizer.lr"), "expected section.key=value"),
@@ -294,6 +296,23 @@ def test_resume_matches_uninterrupted_training(data_dir, tmp_path):
     assert not torch.allclose(weights(first)["net.3.weight"], after["net.3.weight"])
     for key in direct:
         torch.testing.assert_close(after[key], direct[key], rtol=1e-5, atol=1e-6)
+
+
+def test_interrupted_fit_raises_keyboard_interrupt(data_dir, tmp_path):
+    import lightning as L
+
+    from astrolearn.training import fit
+
+    class CtrlC(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            raise KeyboardInterrupt
+
+    config, data, module = regression_setup(data_dir)
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, data, module, tmp_path, callbacks=[CtrlC()])
+    assert signal.getsignal(signal.SIGINT) is handler  # Ctrl+C works again afterwards
+    assert (tmp_path / "config.yaml").is_file()
 
 
 def test_classification_fit_logs_accuracy(data_dir, tmp_path):

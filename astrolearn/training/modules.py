@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 
 import lightning as L
 import numpy as np
-import torch
 from torchmetrics import MeanAbsoluteError
 from torchmetrics.classification import MulticlassAccuracy
 

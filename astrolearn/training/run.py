@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -64,6 +65,9 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
     UserError
         When ``out_dir`` holds a previous run (without ``resume`` or ``overwrite``), when there is
         nothing to resume, or when resuming with another ``model`` section.
+    KeyboardInterrupt
+        After Ctrl+C, once Lightning has stopped cleanly; ``resume=True`` then continues from the
+        last completed epoch.
 
     Notes
     -----
@@ -113,7 +117,17 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
         raise UserError(f"trainer: {exc}") from None
     if trainer.global_rank == 0:
         _prepare_run_dir(out_dir, config, resume, overwrite)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
+    except SystemExit:
+        # Lightning turns Ctrl+C into sys.exit(1) after a graceful shutdown, leaving Ctrl+C
+        # ignored: restore it and report the interruption as such, so that the command line
+        # can say how to resume.
+        if trainer.interrupted:
+            signal.signal(signal.SIGINT, sigint)
+            raise KeyboardInterrupt from None
+        raise
     return trainer
 
 
