@@ -19,10 +19,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from ..errors import UserError
 from ..nn import head_size
 from .optim import build_optimizer, build_scheduler
-from .settings import resolve_config
+from .settings import MONITOR, resolve_config
 from .tasks import ClassificationModel, RegressionModel
-
-MONITOR = "val/loss"
 
 
 class _TaskModule(L.LightningModule):
@@ -35,7 +33,7 @@ class _TaskModule(L.LightningModule):
         x, y = batch
         raw = self.model(x)
         loss = self.model.loss(raw, y)
-        # Validation loss drives checkpoints and early stopping: averaged over all ranks.
+        # The validation loss (MONITOR) picks checkpoints and stops early: averaged over ranks.
         self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True,
                  sync_dist=stage == "val", batch_size=len(x))
         return raw, y, loss

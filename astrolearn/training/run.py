@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..config import dump_config, read_yaml, to_plain
 from ..errors import UserError
-from .settings import resolve_config
+from .settings import MONITOR, resolve_config
 
 CONFIG_FILE = "config.yaml"
 _RUN_ARTEFACTS = (CONFIG_FILE, "checkpoints", "csv", "tensorboard")
@@ -91,11 +91,11 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
     last = out_dir / "checkpoints" / "last.ckpt"
 
     L.seed_everything(config["seed"], workers=True, verbose=False)
-    checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best-{epoch:03d}", monitor="val/loss",
+    checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best-{epoch:03d}", monitor=MONITOR,
                                  mode="min", save_top_k=1, save_last=True)
     all_callbacks = [checkpoint, *callbacks]
     if t["patience"]:
-        all_callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=t["patience"]))
+        all_callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=t["patience"]))
     if config["scheduler"]["name"] != "none":
         all_callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     loggers = [

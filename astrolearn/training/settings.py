@@ -11,6 +11,9 @@ from ..errors import UserError
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 
+#: Metric that selects the best checkpoint, stops early and drives the plateau scheduler.
+MONITOR = "val/loss"
+
 
 @functools.lru_cache(maxsize=1)
 def _defaults() -> dict:
