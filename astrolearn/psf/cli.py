@@ -34,6 +34,38 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_fit)
 
 
+    p = verbs.add_parser("train", help="train the CNN estimator on simulated shards")
+    p.add_argument("data", help="directory of training shards (astrolearn psf simulate)")
+    p.add_argument("--config", default="psf_cnn", help="training YAML (default: the packaged psf_cnn)")
+    p.add_argument("--out", required=True, help="run directory (checkpoints, logs, resolved config)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config entry, e.g. --set optimizer.lr=3e-4 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.ckpt")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    p.add_argument("--max-epochs", type=int)
+    p.add_argument("--accelerator", help="cpu, gpu or auto")
+    p.add_argument("--devices", help="number of devices (e.g. 4) or auto")
+    p.add_argument("--strategy", help="e.g. ddp for several GPUs")
+    p.add_argument("--precision", help="32-true, 16-mixed or bf16-mixed (GPU)")
+    p.set_defaults(func=cmd_train)
+
+    p = verbs.add_parser("predict", help="estimate PSF parameters of images with a trained CNN")
+    _add_input_args(p)
+    p.add_argument("--model", help="run directory of a trained model (default: the shipped model)")
+    p.add_argument("--refine", action="store_true", help="start the classical fit from the CNN estimate")
+    p.set_defaults(func=cmd_predict)
+
+    p = verbs.add_parser("evaluate", help="compare the CNN with the classical fit (and hybrid) on a test set")
+    p.add_argument("--model", required=True, help="run directory of a trained model")
+    p.add_argument("--data", required=True, help="directory of test shards")
+    p.add_argument("--compare", choices=["fit", "none"], default="fit")
+    p.add_argument("--n-fit", type=int, help="fit only the first N PSFs (fitting is ~1 s per PSF)")
+    p.add_argument("--out", required=True, help="report directory")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+
 def _add_input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="FITS image/cube (N,H,W) in ADU, or a simulated .h5 shard")
     p.add_argument("--instrument", required=True, help="preset name (nirc2, irdis) or YAML file")
@@ -97,7 +129,7 @@ def cmd_fit(args) -> int:
     result = fitter.fit(data.images, data.weights, progress=not args.no_progress)
     elapsed = time.perf_counter() - start
     columns = {"index": list(range(len(data.images)))}
-    columns.update(result.table())
+    columns.update(data.add_position_columns(result.table(), inst.npix))
     write_csv(out, columns, overwrite=args.overwrite)
     write_run_config(out.with_name(out.stem + ".config.yaml"), {
         "command": "psf fit", "input": str(Path(args.input).resolve()), "instrument": fitter.instrument.to_dict(),
@@ -109,4 +141,89 @@ def cmd_fit(args) -> int:
     r0 = result.values[:, 0]
     print(f"fitted {len(r0)} PSF(s) in {elapsed:.1f} s; r0(500 nm) median {float(__import__('numpy').median(r0)):.3f} m")
     print(f"wrote {out} and {plot}")
+    return 0
+
+
+def _parse_devices(value):
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        from ..errors import UserError
+
+        raise UserError(f"--devices must be an integer or auto, not {value!r}") from None
+
+
+def cmd_train(args) -> int:
+    from ..training import example_config
+    from .learn import train_psf
+
+    config = args.config
+    if not Path(config).suffix:
+        config = example_config(config)
+    options = {k: v for k, v in {"accelerator": args.accelerator, "devices": _parse_devices(args.devices),
+                                 "strategy": args.strategy, "precision": args.precision,
+                                 "max_epochs": args.max_epochs}.items() if v is not None}
+    trainer = train_psf(args.data, config, args.out, resume=args.resume, overwrite=args.overwrite,
+                        overrides=args.set, **options)
+    print(f"best checkpoint: {trainer.checkpoint_callback.best_model_path}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import time
+
+    import numpy as np
+
+    from .. import __version__
+    from ..io.shards import check_new_output
+    from ..io.tables import write_csv, write_run_config
+    from .data import load_psf_images
+    from .learn import PsfEstimator, check_compatible, packaged_model, read_metadata
+
+    out = check_new_output(args.out, args.overwrite)
+    inst = resolve_instrument(args)
+    model_dir = Path(args.model) if args.model else packaged_model(inst)
+    check_compatible(read_metadata(model_dir), inst, model_dir)
+    data = load_psf_images(args.input, inst, gain=args.gain, weighting=args.weights)
+    estimator = PsfEstimator(model_dir)
+    start = time.perf_counter()
+    table = estimator.predict(data.images)
+    elapsed = time.perf_counter() - start
+    models = None
+    if args.refine:
+        from .fit import PsfFitter
+
+        fitter = PsfFitter(inst, fit_static=estimator.n_static > 0)
+        result = fitter.fit(data.images, data.weights, progress=not args.no_progress, initial=table)
+        table, models = result.table(), result.models
+        elapsed = time.perf_counter() - start
+    columns = {"index": list(range(len(data.images)))}
+    columns.update(data.add_position_columns(table, inst.npix))
+    write_csv(out, columns, overwrite=args.overwrite)
+    write_run_config(out.with_name(out.stem + ".config.yaml"), {
+        "command": "psf predict", "input": str(Path(args.input).resolve()), "model": str(model_dir.resolve()),
+        "refine": args.refine, "instrument": inst.to_dict(), "gain_e_per_adu": data.gain,
+        "seconds_per_psf": elapsed / len(data.images), "astrolearn_version": __version__,
+    })
+    if models is not None:
+        from .plots import plot_data_model_residual
+
+        plot = Path(args.plot) if args.plot else out.with_name(out.stem + "_fit.png")
+        plot_data_model_residual(plot, data.images, models)
+    print(f"{len(data.images)} PSF(s) in {elapsed:.2f} s; r0(500 nm) median {float(np.median(table['r0'])):.3f} m; "
+          f"wrote {out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from ..io.shards import check_new_output
+    from .evaluate import evaluate
+
+    out = Path(args.out)
+    check_new_output(out / "report.md", args.overwrite)
+    report = evaluate(args.model, args.data, out, compare_fit=args.compare == "fit", n_fit=args.n_fit,
+                      progress=not args.no_progress)
+    print(f"wrote {report}")
     return 0

@@ -20,19 +20,34 @@ class PsfImages:
     images: np.ndarray  # (N, npix, npix) [e-], NaNs replaced by 0
     weights: np.ndarray  # (N, npix, npix) [1/e-²], 0 on invalid pixels
     gain: float  # e-/ADU applied to the file's values
+    offsets: np.ndarray  # (N, 2) (y, x) position in the file of the cut's pixel (0, 0)
     truth: dict | None = None  # truth columns when read from a simulated shard
 
+    def add_position_columns(self, table: dict, npix: int) -> dict:
+        """Add ``x``/``y``: the fitted PSF centre in the file's pixel coordinates (0-based)."""
+        table["x"] = self.offsets[:, 1] + npix // 2 + np.asarray(table["dx"])
+        table["y"] = self.offsets[:, 0] + npix // 2 + np.asarray(table["dy"])
+        return table
 
-def crop_around_peak(cube: np.ndarray, npix: int) -> np.ndarray:
-    """Cut (N, npix, npix) frames centred on each frame's brightest pixel (NaN where outside)."""
+
+def crop_around_peak(cube: np.ndarray, npix: int):
+    """Cut (N, npix, npix) frames centred on each frame's brightest pixel (NaN where outside).
+
+    Frames already of the model's size are kept as they are (as the training frames were).
+    Returns the frames and, for each, the (y, x) file position of the cut's pixel (0, 0).
+    """
     n, h, w = cube.shape
+    if (h, w) == (npix, npix):
+        return cube.copy(), np.zeros((n, 2), dtype=int)
     out = np.full((n, npix, npix), np.nan)
+    offsets = np.zeros((n, 2), dtype=int)
     for i, frame in enumerate(cube):
         iy, ix = np.unravel_index(np.nanargmax(frame), frame.shape)
         y0, x0 = iy - npix // 2, ix - npix // 2
         ys, xs = slice(max(y0, 0), min(y0 + npix, h)), slice(max(x0, 0), min(x0 + npix, w))
         out[i, ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = frame[ys, xs]
-    return out
+        offsets[i] = y0, x0
+    return out, offsets
 
 
 def load_psf_images(path, instrument: Instrument, gain: float | None = None, weighting: str = "noise") -> PsfImages:
@@ -75,7 +90,7 @@ def load_psf_images(path, instrument: Instrument, gain: float | None = None, wei
     for i, frame in enumerate(cube):
         if not np.isfinite(frame).any():
             raise UserError(f"{path}: frame {i} has no finite pixel")
-    cube = crop_around_peak(cube, instrument.npix)
+    cube, offsets = crop_around_peak(cube, instrument.npix)
     valid = np.isfinite(cube)
     images = np.where(valid, cube, 0.0)
     if weighting == "noise":
@@ -86,7 +101,8 @@ def load_psf_images(path, instrument: Instrument, gain: float | None = None, wei
         weights = np.ones_like(images) / np.maximum(images.max(axis=(1, 2), keepdims=True), 1e-30) ** 2
     else:
         raise UserError(f"unknown weighting {weighting!r} (noise, uniform)")
-    return PsfImages(path, images, weights * valid, used_gain, truth)
+    return PsfImages(path, images, weights * valid, used_gain, offsets, truth)
+
 
 
 def _header_gain(path, instrument: Instrument) -> float:

@@ -4,7 +4,7 @@ The field's method (maoppy's ``psffit``): minimise ``sum w (flux x PSF(theta) + 
 data)²`` with inverse-variance weights ``w``, here batched on the PyTorch model with a
 projected Levenberg-Marquardt solver. The free parameters are the 7 PSD parameters, the static
 modes of the instrument (unless disabled), the sub-pixel shift, the flux and the background.
-Scale parameters (r0, alpha, ratio) are fitted in log; all are kept inside wide bounds. The Jacobian is exact:
+Scale parameters (r0, A, alpha, ratio) are fitted in log; all are kept inside wide bounds. The Jacobian is exact:
 forward-mode differentiation for the PSD and shift, an analytic derivative for the static modes.
 Fits start from the prior median (a user has no truth), the shift from the image centroid and
 the flux/background from a linear least-squares solution.
@@ -27,13 +27,13 @@ from .simulate import DEFAULT_PRIORS, prior_median
 PSD_BOUNDS = {
     "r0": (1e-3, 100.0),
     "bck": (0.0, 10.0),
-    "amp": (0.0, 1e3),
+    "amp": (1e-6, 1e3),
     "alpha": (1e-5, 10.0),
     "ratio": (1e-2, 1e2),
     "theta": (-math.pi, math.pi),
     "beta": (1.01, 5.0),
 }
-LOG_PARAMS = ("r0", "alpha", "ratio")  # scale parameters; C and A may reach their bound 0
+LOG_PARAMS = ("r0", "amp", "alpha", "ratio")  # scale parameters; C may reach its bound 0
 
 
 def output_names(instrument: Instrument, fit_static: bool) -> list[str]:
@@ -93,11 +93,18 @@ class PsfFitter:
         self.dtype = dtype
         self.k_static = self.model.n_static if self.fit_static else 0
         self.names = output_names(instrument, self.fit_static)
+        if self.k_static:
+            from .pupils import even_modes
+
+            even = torch.as_tensor(even_modes(instrument.static_basis, instrument.pupil_array))
+            self.even = even.numpy()
+            self.even_start = even.to(dtype) * 0.02 * instrument.wavelength_um * 1e3
         lam_nm = instrument.wavelength_um * 1e3
         lo = [PSD_BOUNDS[n][0] for n in PSD_NAMES] + [-lam_nm / 2] * self.k_static + [-np.inf, -np.inf] + [-20, -20]
         hi = [PSD_BOUNDS[n][1] for n in PSD_NAMES] + [lam_nm / 2] * self.k_static + [np.inf, np.inf] + [20, 20]
         self.is_log = torch.tensor([n in LOG_PARAMS for n in PSD_NAMES] + [False] * (self.k_static + 4))
         lo_t, hi_t = torch.tensor(lo, dtype=dtype), torch.tensor(hi, dtype=dtype)
+        self._lo_nat, self._hi_nat = lo_t, hi_t
         self.z_lo = torch.where(self.is_log, lo_t.clamp(min=1e-300).log(), lo_t)
         self.z_hi = torch.where(self.is_log, hi_t.log(), hi_t)
 
@@ -105,8 +112,8 @@ class PsfFitter:
     def _natural(self, z):
         return torch.where(self.is_log, z.exp(), z)
 
-    def start(self, data: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Starting point: prior median, centroid shift, linear flux/background."""
+    def start(self, data: torch.Tensor, weights: torch.Tensor, initial: torch.Tensor | None = None) -> torch.Tensor:
+        """Starting point: prior median (or ``initial``, (N, P) in output units), linear flux/background."""
         pri = self.priors
         lam = self.instrument.wavelength_m
         from .model import nm_rms_to_rad2
@@ -124,6 +131,18 @@ class PsfFitter:
         p = torch.tensor(psd0 + [0.0] * self.k_static + [1.0, 0.0, 0.0, 0.0], dtype=self.dtype).repeat(n, 1)
         dy, dx = _centroid(data, weights)
         p[:, -2], p[:, -1] = dx, dy
+        # Even static modes have a zero derivative at 0 (their sign is invisible in focus): start
+        # them slightly off zero so the fit can move them; results hold modulo their sign.
+        if self.k_static:
+            p[:, 7 : 7 + self.k_static] = self.even_start
+        if initial is not None:
+            p = initial.to(self.dtype).clone()
+            p[:, 0] = r0_to_wavelength(p[:, 0], lam)
+            if self.k_static:  # keep even modes off their zero-derivative point
+                stat = p[:, 7 : 7 + self.k_static]
+                small = (self.even_start != 0) & (stat.abs() < self.even_start.abs() / 4)
+                stat[small] = (self.even_start / 4).expand_as(stat)[small]
+            p = torch.maximum(torch.minimum(p, self._hi_nat), self._lo_nat)
         z = torch.where(self.is_log, p.clamp(min=1e-300).log(), p)
         flux, bck = _linear_flux_background(self._psf(z), data, weights)
         z[:, -4], z[:, -3] = flux, bck
@@ -178,9 +197,9 @@ class PsfFitter:
         jac = torch.cat([f * torch.cat(cols, dim=1), psf[:, None], torch.ones_like(psf)[:, None], f * dpsf[:, 7:9]], dim=1)
         return flux[:, None, None] * psf + bck[:, None, None], jac
 
-    def _fit_batch(self, data, weights):
+    def _fit_batch(self, data, weights, initial=None):
         sw = weights.sqrt()
-        z = self.start(data, weights)
+        z = self.start(data, weights, initial)
         n, npar = z.shape
         cost = lambda m, i=slice(None): ((sw[i] * (m - data[i])) ** 2).sum(dim=(1, 2))  # noqa: E731
         lam = torch.full((n,), 1e-3, dtype=self.dtype)
@@ -202,7 +221,10 @@ class PsfFitter:
             free = (~fixed).to(self.dtype)
             hess = hess * free[:, :, None] * free[:, None, :] + torch.diag_embed(1.0 - free)
             grad = grad * free
-            diag = torch.diagonal(hess, dim1=1, dim2=2).clamp(min=1e-30)
+            # Floor the damping so that a parameter with no gradient (an even static mode at 0)
+            # gets a zero step instead of an ill-conditioned one.
+            diag = torch.diagonal(hess, dim1=1, dim2=2)
+            diag = torch.maximum(diag, 1e-9 * diag.amax(dim=1, keepdim=True)).clamp(min=1e-30)
             pending = torch.ones(len(idx), dtype=torch.bool)
             for _try in range(30):
                 a = hess + torch.diag_embed(lam[idx, None] * diag)
@@ -232,8 +254,13 @@ class PsfFitter:
         dof = (weights > 0).sum(dim=(1, 2)) - npar
         return p, p_err, cur / dof.clamp(min=1), niter, model
 
-    def fit(self, images: np.ndarray, weights: np.ndarray, progress: bool = False) -> FitResult:
-        """Fit N images (N, H, W) with weights (N, H, W) (inverse variances; 0 = ignore)."""
+    def fit(self, images: np.ndarray, weights: np.ndarray, progress: bool = False,
+            initial: dict | None = None) -> FitResult:
+        """Fit N images (N, H, W) with weights (N, H, W) (inverse variances; 0 = ignore).
+
+        ``initial``: optional starting values, a table with the output columns (e.g. a CNN's
+        estimate: the hybrid method); by default the fit starts from the prior median.
+        """
         from tqdm import tqdm
 
         n = len(images)
@@ -245,7 +272,11 @@ class PsfFitter:
             for s in range(0, n, self.batch):
                 d = torch.as_tensor(images[s : s + self.batch], dtype=self.dtype)
                 w = torch.as_tensor(weights[s : s + self.batch], dtype=self.dtype)
-                for acc, value in zip(out, self._fit_batch(d, w)):
+                init = None
+                if initial is not None:
+                    init = torch.as_tensor(np.stack([np.asarray(initial[c][s : s + self.batch], dtype=float)
+                                                     for c in self.names], axis=1))
+                for acc, value in zip(out, self._fit_batch(d, w, init)):
                     acc.append(value.detach())
                 bar.update(len(d))
         p, p_err, chi2, niter, models = (torch.cat(v).numpy() for v in out)

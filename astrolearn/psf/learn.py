@@ -1,0 +1,243 @@
+"""The PSF estimator: a CNN regressing PSFAO19 parameters and static modes from an image.
+
+Targets (what the network learns, all of order one once normalised by the engine):
+
+================  =============================================================================
+target            meaning
+================  =============================================================================
+log_r0            ln r0 [m, at 500 nm]
+log_bck, log_amp  ln C [rad² m²], ln A [rad²] (image wavelength)
+log_alpha         ln alpha [1/m]
+beta              Moffat power law
+ell_cos, ell_sin  ln(ratio) x (cos 2 theta, sin 2 theta): the Moffat ellipse, invariant under the
+                  exact degeneracy (ratio, theta) = (1/ratio, theta + pi/2)
+stat_i            static modes [nm]; the even modes' common sign is fixed (first even mode >= 0)
+                  since a single in-focus image cannot tell it
+dx, dy            sub-pixel offset of the PSF centre [pixels]
+================  =============================================================================
+
+Inputs: each frame divided by its total flux and stretched by ``asinh(x / 1e-4)``, so that the
+read-noise floor, the halo and the core all span a few units; frames are centred on their
+brightest pixel (as :func:`astrolearn.psf.data.crop_around_peak` does for user images).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import UserError
+from .instruments import Instrument
+from .model import PSD_NAMES
+
+METADATA_FILE = "psf_model.json"
+STRETCH = 1e-4  # asinh softening, in units of the frame's total flux
+PACKAGED = Path(__file__).parent / "models"
+
+
+class PsfTransform:
+    """Frame (H, W) [any flux unit] -> network input (1, H, W) float32 (picklable for workers)."""
+
+    def __init__(self, stretch: float = STRETCH):
+        self.stretch = stretch
+
+    def __call__(self, image) -> np.ndarray:
+        image = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        flux = max(float(image.sum()), 1e-30)
+        return np.arcsinh(image / (flux * self.stretch)).astype(np.float32)[None]
+
+
+def target_names(n_static: int) -> list[str]:
+    return (["log_r0", "log_bck", "log_amp", "log_alpha", "beta", "ell_cos", "ell_sin"]
+            + [f"stat_{i + 1}" for i in range(n_static)] + ["dx", "dy"])
+
+
+class PsfTargets:
+    """Target function for :class:`~astrolearn.training.ShardDataset` (picklable)."""
+
+    def __init__(self, even: list[bool]):
+        self.even = np.asarray(even, dtype=bool)
+
+    def __call__(self, params: np.ndarray, names: list[str]) -> np.ndarray:
+        col = lambda n: params[:, names.index(n)]  # noqa: E731
+        ell = np.log(col("ratio"))
+        stat = np.stack([col(f"stat_{i + 1}") for i in range(len(self.even))], axis=1) if len(self.even) else \
+            np.zeros((len(params), 0))
+        stat = canonical_sign(stat, self.even)
+        return np.column_stack([np.log(col("r0")), np.log(col("bck")), np.log(col("amp")), np.log(col("alpha")),
+                                col("beta"), ell * np.cos(2 * col("theta")), ell * np.sin(2 * col("theta")),
+                                stat, col("dx"), col("dy")])
+
+
+def canonical_sign(stat: np.ndarray, even: np.ndarray) -> np.ndarray:
+    """Flip the even static modes together so that the first even mode is >= 0."""
+    if not even.any():
+        return stat
+    sign = np.where(stat[:, np.flatnonzero(even)[0]] < 0, -1.0, 1.0)
+    out = stat.copy()
+    out[:, even] *= sign[:, None]
+    return out
+
+
+def decode(mean: np.ndarray, std: np.ndarray | None, n_static: int) -> dict[str, np.ndarray]:
+    """Network outputs (targets) -> the columns of ``psf fit`` (values and ``_err``) except flux etc."""
+    std = np.zeros_like(mean) if std is None else std
+    names = target_names(n_static)
+    m = {n: mean[:, i] for i, n in enumerate(names)}
+    s = {n: std[:, i] for i, n in enumerate(names)}
+    cols = {}
+    for name in ("r0", "bck", "amp", "alpha"):
+        cols[name] = np.exp(m[f"log_{name}"])
+        cols[f"{name}_err"] = cols[name] * s[f"log_{name}"]
+    ell = np.hypot(m["ell_cos"], m["ell_sin"])
+    cols["ratio"] = np.exp(ell)
+    cols["ratio_err"] = cols["ratio"] * 0.5 * (s["ell_cos"] + s["ell_sin"])
+    cols["theta"] = 0.5 * np.arctan2(m["ell_sin"], m["ell_cos"])
+    cols["theta_err"] = 0.25 * (s["ell_cos"] + s["ell_sin"]) / np.maximum(ell, 1e-6)
+    cols["beta"], cols["beta_err"] = m["beta"], s["beta"]
+    for i in range(n_static):
+        cols[f"stat_{i + 1}"], cols[f"stat_{i + 1}_err"] = m[f"stat_{i + 1}"], s[f"stat_{i + 1}"]
+    for name in ("dx", "dy"):
+        cols[name], cols[f"{name}_err"] = m[name], s[name]
+    return cols
+
+
+def canonical_ellipse(ratio: np.ndarray, theta: np.ndarray):
+    """(ratio, theta) mapped to ratio >= 1, theta in (-pi/2, pi/2] (the network's convention)."""
+    flip = ratio < 1
+    ratio = np.where(flip, 1 / ratio, ratio)
+    theta = np.where(flip, theta + math.pi / 2, theta)
+    theta = (theta + math.pi / 2) % math.pi - math.pi / 2
+    return ratio, theta
+
+
+# ---- metadata stored with the weights, checked at predict time ------------------------------
+def model_metadata(instrument: Instrument, shard_meta: dict, even: list[bool]) -> dict:
+    return {
+        "instrument": instrument.to_dict(),
+        "wavelength_um": instrument.wavelength_um,
+        "pixel_scale_mas": instrument.pixel_scale_mas,
+        "npix": instrument.npix,
+        "priors": shard_meta.get("priors"),
+        "noise": shard_meta.get("noise"),
+        "normalisation": {"input": "asinh(frame / (total flux x stretch))", "stretch": STRETCH,
+                          "centring": "brightest pixel at npix//2"},
+        "targets": target_names(len(even)),
+        "even_static_modes": [bool(e) for e in even],
+        "astrolearn_version": __version__,
+    }
+
+
+def read_metadata(model_dir: Path) -> dict:
+    path = Path(model_dir) / METADATA_FILE
+    if not path.exists():
+        raise UserError(f"{model_dir}: not a PSF model directory (no {METADATA_FILE})")
+    return json.loads(path.read_text())
+
+
+def check_compatible(meta: dict, instrument: Instrument, where) -> None:
+    """A model applies only to images of its instrument, wavelength, pixel scale and size."""
+    made = meta["instrument"]
+    problems = []
+    if made["name"] != instrument.name:
+        problems.append(f"instrument {made['name']!r} (asked {instrument.name!r})")
+    if abs(meta["wavelength_um"] - instrument.wavelength_um) > 1e-6:
+        problems.append(f"wavelength {meta['wavelength_um']} um (asked {instrument.wavelength_um} um)")
+    if abs(meta["pixel_scale_mas"] - instrument.pixel_scale_mas) > 1e-6:
+        problems.append(f"pixel scale {meta['pixel_scale_mas']} mas (asked {instrument.pixel_scale_mas} mas)")
+    if meta["npix"] != instrument.npix:
+        problems.append(f"image size {meta['npix']} (asked {instrument.npix})")
+    if problems:
+        raise UserError(f"{where}: model trained for " + ", ".join(problems) + "; train one for these images")
+
+
+def packaged_model(instrument: Instrument) -> Path:
+    path = PACKAGED / instrument.name
+    if not (path / METADATA_FILE).exists():
+        raise UserError(f"no pretrained model shipped for instrument {instrument.name!r}; pass --model RUN_DIR")
+    return path
+
+
+class PsfEstimator:
+    """A trained PSF network with its metadata: ``predict(images) -> table``.
+
+    Parameters
+    ----------
+    model_dir : path-like
+        A training run directory (``astrolearn psf train``) or a shipped model folder.
+    """
+
+    def __init__(self, model_dir):
+        from ..training import load_model
+
+        self.dir = Path(model_dir)
+        self.meta = read_metadata(self.dir)
+        self.model = load_model(self.dir)
+        self.n_static = sum(1 for t in self.meta["targets"] if t.startswith("stat_"))
+        self.transform = PsfTransform(self.meta["normalisation"]["stretch"])
+
+    def predict(self, images: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+        """Parameter table (columns of ``psf fit``) for frames (N, npix, npix) [e-]."""
+        x = np.stack([self.transform(im) for im in images])
+        out = self.model.predict(x, batch_size=batch_size)
+        cols = decode(out["mean"], out.get("std"), self.n_static)
+        flux = images.sum(axis=(1, 2))
+        cols["flux"], cols["flux_err"] = flux, np.sqrt(np.clip(flux, 0, None))
+        cols["background"], cols["background_err"] = np.zeros(len(images)), np.zeros(len(images))
+        return cols
+
+
+def train_psf(data_dir, config, out_dir, *, resume=False, overwrite=False, overrides=(), **trainer_options):
+    """Train a PSF estimator on the shards of ``data_dir``; returns the Lightning trainer."""
+    from ..io.shards import list_shards, read_meta
+    from ..training import ShardDataModule, build_module, fit, resolve_config
+    from .pupils import even_modes
+
+    shards = list_shards(data_dir)
+    meta = read_meta(shards[0])
+    if meta.get("domain") != "psf":
+        raise UserError(f"{shards[0]}: not a PSF data set")
+    instrument = Instrument.from_dict(meta["instrument"])
+    for shard in shards[1:]:
+        other = read_meta(shard).get("instrument")
+        if other != meta["instrument"]:
+            raise UserError(f"{shard}: made for another instrument description than {shards[0]}")
+    n_static = sum(1 for n in json.loads(_names(shards[0])) if n.startswith("stat_"))
+    even = list(even_modes(instrument.static_basis, instrument.pupil_array)) if n_static else []
+    config = resolve_config(config, overrides)
+    data = ShardDataModule(shards, "images", PsfTargets(even), target_names=target_names(n_static),
+                           transform=PsfTransform(), **config["data"])
+    module = build_module(config, data)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / METADATA_FILE).write_text(json.dumps(model_metadata(instrument, meta, even), indent=1))
+    return fit(config, data, module, out_dir, resume=resume, overwrite=overwrite, **trainer_options)
+
+
+def _names(shard) -> str:
+    import h5py
+
+    with h5py.File(shard, "r") as f:
+        return f["params"].attrs["names"]
+
+
+def export_model(run_dir, dest) -> Path:
+    """Copy a run's best weights (without optimiser state) and metadata into ``dest`` (shipping)."""
+    import shutil
+
+    import torch
+
+    from ..training import find_checkpoint
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    state = torch.load(find_checkpoint(run_dir), map_location="cpu", weights_only=True)
+    (dest / "checkpoints").mkdir(exist_ok=True)
+    torch.save({"hyper_parameters": state["hyper_parameters"], "state_dict": state["state_dict"]},
+               dest / "checkpoints" / "best-model.ckpt")
+    shutil.copy(Path(run_dir) / METADATA_FILE, dest / METADATA_FILE)
+    return dest

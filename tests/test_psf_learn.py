@@ -1,0 +1,84 @@
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from astrolearn.cli import main
+from astrolearn.errors import UserError
+from astrolearn.io.tables import read_csv
+from astrolearn.psf.learn import PsfTargets, PsfTransform, canonical_ellipse, canonical_sign, decode, target_names
+from astrolearn.psf.simulate import simulate
+from psf_helpers import circular
+
+TINY_NET = {"model": {"dim": 2, "defaults": {"activation": "relu", "norm": "none"},
+                      "blocks": [{"type": "conv", "filters": 4, "kernel": 8, "stride": 8, "padding": "valid"},
+                                 {"type": "pool", "op": "avg", "size": 2}, {"type": "dense", "units": 16}],
+                      "head": {"type": "regression", "uncertainty": True}},
+            "data": {"batch_size": 8, "val_fraction": 0.25}, "trainer": {"max_epochs": 2, "patience": None}}
+
+
+def test_targets_are_invariant_under_the_ellipse_degeneracy():
+    names = ["ratio", "theta", "r0", "bck", "amp", "alpha", "beta", "dx", "dy"]
+    a = np.array([[0.6, 0.3, 0.1, 1e-2, 1.0, 0.05, 2.0, 0.1, -0.2]])
+    b = a.copy()
+    b[0, 0], b[0, 1] = 1 / 0.6, 0.3 + np.pi / 2  # the same Moffat ellipse
+    fn = PsfTargets([])
+    assert np.allclose(fn(a, names), fn(b, names))
+    cols = decode(fn(a, names), None, 0)
+    ratio, theta = canonical_ellipse(np.array([0.6]), np.array([0.3]))
+    assert np.allclose([cols["ratio"][0], cols["theta"][0]], [ratio[0], theta[0]])
+    assert np.isclose(cols["r0"][0], 0.1) and np.isclose(cols["beta"][0], 2.0)
+
+
+def test_even_modes_share_one_canonical_sign():
+    stat = np.array([[-3.0, 5.0, 2.0], [4.0, 5.0, -1.0]])
+    even = np.array([True, False, True])
+    out = canonical_sign(stat, even)
+    assert np.allclose(out, [[3.0, 5.0, -2.0], [4.0, 5.0, -1.0]])
+
+
+def test_transform_is_flux_invariant():
+    img = np.random.default_rng(0).random((16, 16))
+    t = PsfTransform()
+    assert t(img).shape == (1, 16, 16) and np.allclose(t(img), t(7 * img), atol=1e-6)
+
+
+def test_train_predict_evaluate_cli(tmp_path, capsys):
+    inst = circular(npix=64)
+    inst_file = tmp_path / "circ.yaml"
+    inst_file.write_text(yaml.safe_dump(inst.to_dict()))
+    simulate(inst, 32, 1, tmp_path / "train", {"static": False}, progress=False)
+    simulate(inst, 4, 2, tmp_path / "test", {"static": False}, progress=False)
+    cfg = tmp_path / "net.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_NET))
+    run = tmp_path / "run"
+    assert main(["psf", "train", str(tmp_path / "train"), "--config", str(cfg), "--out", str(run)]) == 0
+    meta = json.loads((run / "psf_model.json").read_text())
+    assert meta["instrument"]["name"] == "circ" and meta["targets"] == target_names(0)
+    assert (run / "config.yaml").exists()
+    out = tmp_path / "pred.csv"
+    shard = tmp_path / "test" / "shard-00000.h5"
+    assert main(["psf", "predict", str(shard), "--instrument", str(inst_file), "--model", str(run),
+                 "--out", str(out)]) == 0
+    table = read_csv(out)
+    assert len(table["r0"]) == 4 and (table["r0_err"] > 0).all() and "stat_1" not in table
+    # A model trained for another pixel scale refuses the images.
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(dict(inst.to_dict(), pixel_scale_mas=10.0)))
+    assert main(["psf", "predict", str(shard), "--instrument", str(other), "--model", str(run),
+                 "--out", str(tmp_path / "x.csv")]) == 2
+    assert "pixel scale 20.0 mas (asked 10.0 mas)" in capsys.readouterr().err
+    report = tmp_path / "report"
+    assert main(["psf", "evaluate", "--model", str(run), "--data", str(tmp_path / "test"), "--n-fit", "2",
+                 "--out", str(report), "--no-progress"]) == 0
+    text = (report / "report.md").read_text()
+    assert "| cnn | r0 |" in text and "| fit | r0 |" in text and "| hybrid | r0 |" in text
+    assert (report / "scatter_cnn.png").exists() and (report / "errors.csv").exists()
+
+
+def test_no_shipped_model_for_unknown_instrument(tmp_path):
+    from astrolearn.psf.learn import packaged_model
+
+    with pytest.raises(UserError, match="no pretrained model shipped for instrument 'circ'"):
+        packaged_model(circular())
