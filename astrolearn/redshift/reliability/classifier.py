@@ -1,0 +1,313 @@
+"""The reliability CNN: PDF -> network input, calibrated class probabilities, model files.
+
+Network input
+    A log PDF on the engine's grid becomes up to two channels (``channels``):
+
+    - ``pdf``: the probability mass of each grid cell, ``p(z_i) w_i`` (sums to 1), which shows
+      how the mass is shared between peaks and how sharp they are;
+    - ``log``: the log PDF relative to its maximum, clipped at ``-LOG_FLOOR`` and mapped to
+      [0, 1], which shows the secondary peaks that are invisible in linear scale (a rival peak
+      at delta chi2 = 20 holds 5e-5 of the mass yet says that another line identification fits).
+
+Calibration
+    The network is trained with balanced class weights, which shifts its probabilities towards
+    the rare classes, and cross-entropy training of a small network leaves them over- or
+    under-confident. Both are corrected on the validation split by fitting a scale ``a`` and
+    class biases ``b`` (temperature scaling with a bias, ``softmax(a * logits + b)``, Platt
+    scaling for 2 classes) to minimise the unweighted negative log-likelihood. The NLL is
+    convex in (a, b), so the fit is reliable; ``a`` keeps the ranking of the spectra.
+
+Model files (a directory)
+    ``reliability_model.json`` (:data:`METADATA_FILE`): grid, classes, label scheme, input
+    channels, calibration; and the weights, either a training run (``checkpoints/best-*.ckpt``,
+    see :func:`astrolearn.training.fit`) or an exported ``model.pt`` (:func:`export_model`).
+    :class:`ReliabilityModel` refuses PDFs on another grid than the training one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ... import __version__
+from ...errors import UserError
+from ..pdf import ZGrid
+from .labels import SUCCESS, LabelScheme
+
+METADATA_FILE = "reliability_model.json"
+#: Weights of an exported model (no optimiser state).
+EXPORTED_WEIGHTS = "model.pt"
+#: Shipped models, by name, in ``astrolearn/redshift/models/<name>``.
+PACKAGED_DIR = Path(__file__).resolve().parents[1] / "models"
+DEFAULT_MODEL = "classical"
+CHANNELS = ("pdf", "log")
+#: Floor of the ``log`` channel: log PDF values more than this below the maximum are clipped.
+LOG_FLOOR = 20.0
+#: Relative tolerance when comparing grid parameters.
+GRID_RTOL = 1e-6
+
+
+# ---- grid ----------------------------------------------------------------------------------
+def grid_from_meta(meta: dict) -> ZGrid:
+    """A :class:`ZGrid` from stored grid metadata (``zmin``, ``zmax``, ``zstep``/``step``, ``sampling``)."""
+    try:
+        step = meta["zstep"] if "zstep" in meta else meta["step"]
+        return ZGrid(float(meta["zmin"]), float(meta["zmax"]), float(step), str(meta.get("sampling", "log")))
+    except KeyError as exc:
+        raise UserError(f"redshift grid metadata lacks {exc.args[0]!r} (has {', '.join(meta)})") from None
+
+
+def describe_grid(grid: ZGrid) -> str:
+    return f"z {grid.zmin:g}-{grid.zmax:g}, step {grid.step:g} ({grid.sampling}), {grid.size} points"
+
+
+def check_grid(expected: ZGrid, given: ZGrid, where) -> None:
+    """Refuse PDFs on another grid than the model's.
+
+    Raises
+    ------
+    UserError
+        Naming both grids and the two ways out.
+    """
+    same = (expected.sampling == given.sampling and expected.size == given.size
+            and all(math.isclose(a, b, rel_tol=GRID_RTOL, abs_tol=1e-12)
+                    for a, b in ((expected.zmin, given.zmin), (expected.zmax, given.zmax),
+                                 (expected.step, given.step))))
+    if not same:
+        raise UserError(f"{where}: PDFs on grid {describe_grid(given)}, but the reliability model was "
+                        f"trained on {describe_grid(expected)}; rerun the estimate on that grid "
+                        "(--zrange/--zstep/--sampling) or train a model for this one")
+
+
+# ---- network input -------------------------------------------------------------------------
+class PdfTransform:
+    """Log PDFs (..., Z) -> network input (..., C, Z) float32 (picklable for data-loader workers).
+
+    Parameters
+    ----------
+    grid : ZGrid
+        Grid of the PDFs (its trapezoid weights give the cell masses).
+    channels : sequence of str
+        Among :data:`CHANNELS`, in this order in the output.
+    """
+
+    def __init__(self, grid: ZGrid, channels=CHANNELS):
+        channels = tuple(channels)
+        if not channels or any(c not in CHANNELS for c in channels) or len(set(channels)) != len(channels):
+            raise UserError(f"input channels must be distinct names among {', '.join(CHANNELS)}, "
+                            f"not {', '.join(channels) or 'none'}")
+        self.channels = channels
+        self.weights = grid.weights.astype(np.float32)
+
+    def __call__(self, log_pdf) -> np.ndarray:
+        lp = np.asarray(log_pdf, dtype=np.float32)
+        if lp.shape[-1] != self.weights.size:
+            raise UserError(f"PDFs of {lp.shape[-1]} points for a grid of {self.weights.size}")
+        lp = np.where(np.isfinite(lp), lp, np.float32(-np.inf))
+        top = lp.max(axis=-1, keepdims=True)
+        # A row without any finite value (no data) stays at -inf: an all-zero input.
+        rel = lp - np.where(np.isfinite(top), top, np.float32(0))
+        out = []
+        for name in self.channels:
+            if name == "pdf":
+                mass = np.exp(rel) * self.weights
+                out.append(mass / np.maximum(mass.sum(axis=-1, keepdims=True), np.float32(1e-30)))
+            else:
+                out.append(np.maximum(rel, -LOG_FLOOR) * np.float32(1 / LOG_FLOOR) + np.float32(1))
+        return np.stack(out, axis=-2).astype(np.float32, copy=False)
+
+
+# ---- calibration ---------------------------------------------------------------------------
+@dataclass
+class Calibration:
+    """``probs = softmax(scale * logits + bias)``; the identity is scale 1, bias 0."""
+
+    scale: float
+    bias: np.ndarray
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        z = self.scale * np.asarray(logits, dtype=np.float64) + self.bias
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def to_dict(self) -> dict:
+        return {"scale": float(self.scale), "bias": [float(b) for b in self.bias]}
+
+    @classmethod
+    def from_dict(cls, d: dict | None, n_classes: int) -> "Calibration":
+        if d is None:
+            return cls(1.0, np.zeros(n_classes))
+        return cls(float(d["scale"]), np.asarray(d["bias"], dtype=np.float64))
+
+
+def nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of integer ``labels`` under ``probs`` (N, C)."""
+    p = probs[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.maximum(p, 1e-300))))
+
+
+def fit_calibration(logits, labels) -> Calibration:
+    """Scale and class biases minimising the NLL of ``labels`` (see the module documentation).
+
+    Parameters
+    ----------
+    logits : array_like, shape (N, C)
+        Raw network outputs on held-out data.
+    labels : array_like of int, shape (N,)
+
+    Returns
+    -------
+    Calibration
+        The bias of class 0 is fixed to 0 (softmax is invariant to a common shift). Classes
+        absent from ``labels`` keep the uncalibrated scale-only treatment of their bias (0).
+    """
+    from scipy.optimize import minimize
+
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    n, c = logits.shape
+    onehot = np.eye(c)[labels]
+
+    def objective(theta):
+        scale, bias = theta[0], np.r_[0.0, theta[1:]]
+        z = scale * logits + bias
+        zmax = z.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(z - zmax).sum(axis=1)) + zmax[:, 0]
+        value = np.mean(lse - (z * onehot).sum(axis=1))
+        resid = (np.exp(z - lse[:, None]) - onehot) / n  # d value / d z
+        return value, np.r_[(resid * logits).sum(), resid.sum(axis=0)[1:]]
+
+    res = minimize(objective, np.r_[1.0, np.zeros(c - 1)], jac=True, method="L-BFGS-B",
+                   bounds=[(1e-3, 1e3)] + [(-50.0, 50.0)] * (c - 1))
+    return Calibration(float(res.x[0]), np.r_[0.0, res.x[1:]])
+
+
+# ---- model files ---------------------------------------------------------------------------
+def model_metadata(grid: ZGrid, scheme: LabelScheme, channels, calibration: Calibration | None = None,
+                   training: dict | None = None) -> dict:
+    """What a reliability model needs besides its weights (``reliability_model.json``)."""
+    return {
+        "format": 1,
+        "grid": grid.meta(),
+        "classes": list(scheme.classes),
+        "labels": scheme.to_dict(),
+        "input": {"array": "log_pdf", "channels": list(channels), "log_floor": LOG_FLOOR},
+        "calibration": None if calibration is None else calibration.to_dict(),
+        "training": training or {},
+        "astrolearn_version": __version__,
+    }
+
+
+def write_metadata(model_dir, meta: dict) -> Path:
+    from ...io.shards import atomic_write
+
+    path = Path(model_dir) / METADATA_FILE
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(meta, indent=1))
+    return path
+
+
+def read_metadata(model_dir) -> dict:
+    path = Path(model_dir) / METADATA_FILE
+    if not path.is_file():
+        raise UserError(f"{model_dir}: not a redshift reliability model (no {METADATA_FILE})")
+    return json.loads(path.read_text())
+
+
+def resolve_model_dir(model: str | os.PathLike | None) -> Path:
+    """Directory of a model: a path, or the name of a shipped model (default :data:`DEFAULT_MODEL`)."""
+    if model is None:
+        model = DEFAULT_MODEL
+    path = Path(model)
+    if (path / METADATA_FILE).is_file():
+        return path
+    packaged = PACKAGED_DIR / str(model)
+    if os.sep not in str(model) and (packaged / METADATA_FILE).is_file():
+        return packaged
+    shipped = sorted(p.parent.name for p in PACKAGED_DIR.glob(f"*/{METADATA_FILE}"))
+    raise UserError(f"{model}: neither a reliability model directory nor a shipped model "
+                    f"(shipped: {', '.join(shipped) or 'none'})")
+
+
+class ReliabilityModel:
+    """A trained reliability classifier: ``predict(log_pdf, grid) -> class probabilities``.
+
+    Parameters
+    ----------
+    model : path-like or str, optional
+        A training run directory (``astrolearn redshift train``), an exported model directory,
+        or the name of a shipped model (default :data:`DEFAULT_MODEL`).
+
+    Attributes
+    ----------
+    grid : ZGrid
+        The grid the model was trained on.
+    classes : list of str
+        Class names, ``classes[0] == "success"``.
+    scheme : LabelScheme
+    calibration : Calibration
+    """
+
+    def __init__(self, model=None):
+        from ...training import load_model
+
+        self.dir = resolve_model_dir(model)
+        self.meta = read_metadata(self.dir)
+        exported = self.dir / EXPORTED_WEIGHTS
+        self.network = load_model(exported if exported.is_file() else self.dir)
+        self.grid = grid_from_meta(self.meta["grid"])
+        self.classes = list(self.meta["classes"])
+        if self.network.names != self.classes or self.classes[0] != SUCCESS:
+            raise UserError(f"{self.dir}: weights for classes {self.network.names}, metadata says {self.classes}")
+        self.scheme = LabelScheme.from_dict(self.meta["labels"])
+        self.calibration = Calibration.from_dict(self.meta.get("calibration"), len(self.classes))
+        self.transform = PdfTransform(self.grid, self.meta["input"]["channels"])
+
+    def logits(self, log_pdf, batch_size: int = 2048) -> np.ndarray:
+        """Raw network outputs (N, C) for log PDFs (N, Z) on the model grid (array or h5py dataset)."""
+        import torch
+
+        n = len(log_pdf)
+        out = np.empty((n, len(self.classes)), dtype=np.float32)
+        with torch.inference_mode():
+            for i0 in range(0, n, batch_size):
+                x = torch.from_numpy(self.transform(log_pdf[i0 : i0 + batch_size]))
+                out[i0 : i0 + len(x)] = self.network(x).numpy()
+        return out
+
+    def predict(self, log_pdf, grid: ZGrid, where="input", batch_size: int = 2048) -> np.ndarray:
+        """Calibrated class probabilities (N, C), columns in the order of :attr:`classes`.
+
+        Raises
+        ------
+        UserError
+            When ``grid`` is not the model's grid.
+        """
+        check_grid(self.grid, grid, where)
+        return self.calibration(self.logits(log_pdf, batch_size))
+
+    def columns(self, probs: np.ndarray) -> dict[str, np.ndarray]:
+        """Output columns ``p_<class>`` (``p_success`` first)."""
+        return {f"p_{name}": probs[:, i] for i, name in enumerate(self.classes)}
+
+
+def export_model(run_dir, dest) -> Path:
+    """Copy a run's best weights (without optimiser state) and its metadata into ``dest`` (shipping)."""
+    import torch
+
+    from ...training import find_checkpoint
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    meta = read_metadata(run_dir)
+    state = torch.load(find_checkpoint(run_dir), map_location="cpu", weights_only=True)
+    torch.save({"hyper_parameters": state["hyper_parameters"], "state_dict": state["state_dict"]},
+               dest / EXPORTED_WEIGHTS)
+    write_metadata(dest, meta)
+    return dest

@@ -1,0 +1,337 @@
+"""Reliability evaluation on simulated spectra: CNN vs redshift probability vs descriptors + GBM.
+
+For each method and class (``success``; with 3 classes also ``confusion`` and ``failure``, one
+against the rest) the report gives purity and completeness against the threshold and against
+each other, the ROC AUC, the threshold and completeness reaching purities 0.8, 0.9 and 0.95, and
+whether the seed's operating point (purity > 0.8 with completeness > 0.45) is met. It adds the
+CNN's reliability diagram, confusion matrices (3 classes), and the performance in bins of the
+truth columns (Halpha flux, S/N).
+
+The redshift probability ranks spectra for ``success`` only (it is no class probability for
+confusions or failures).
+
+Files written in the output directory: ``report.md``, ``scores.csv``, ``curves.csv``,
+``thresholds.csv``, ``auc.csv``, ``calibration.csv``, ``binned.csv``, ``confusion.csv``
+(3 classes) and the PNG figures the report shows.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ...io.tables import write_csv
+from .classifier import ReliabilityModel
+from .curves import (
+    PURITY_LEVELS,
+    SEED_COMPLETENESS,
+    SEED_PURITY,
+    purity_completeness,
+    reliability_diagram,
+    roc_auc,
+    roc_curve,
+)
+from .dataset import Estimates
+from .descriptors import zpdf_descriptors
+from .labels import SUCCESS
+
+METHOD_NAMES = {"cnn": "CNN", "z_proba": "redshift probability", "gbm": "descriptors + GBM"}
+#: Truth columns binned by default, when present (Halpha flux, signal-to-noise ratio).
+BY_DEFAULT = ("halpha_flux", "flux_halpha", "snr", "snr_halpha", "halpha_snr")
+#: Points kept per curve in ``curves.csv`` (operating points are computed on the full curves).
+CURVE_POINTS = 1000
+
+
+def method_scores(model: ReliabilityModel, estimates: Estimates, baseline: dict | None = None) -> tuple[dict, dict]:
+    """Class probabilities of each method and the time each took.
+
+    Returns
+    -------
+    scores : dict of str to ndarray
+        ``cnn`` and ``gbm`` (N, C) probabilities in the model's class order; ``z_proba`` (N, 1),
+        the engine's redshift probability (a score for ``success`` only).
+    seconds : dict of str to float
+        Wall time of each method on the whole set (PDF reading included).
+    """
+    scores, seconds = {}, {}
+    t0 = time.perf_counter()
+    scores["cnn"] = model.predict(estimates.log_pdf, estimates.grid, estimates.source)
+    seconds["cnn"] = time.perf_counter() - t0
+    scores["z_proba"] = np.nan_to_num(np.asarray(estimates.table["z_proba"], float), nan=0.0)[:, None]
+    seconds["z_proba"] = 0.0
+    if baseline is not None:
+        if list(baseline["classes"]) != model.classes:
+            raise ValueError(f"baseline classes {baseline['classes']} differ from the model's {model.classes}")
+        t0 = time.perf_counter()
+        x = zpdf_descriptors(estimates.log_pdf, estimates.grid)
+        scores["gbm"] = baseline["model"].predict_proba(x)
+        seconds["gbm"] = time.perf_counter() - t0
+    return scores, seconds
+
+
+def evaluate_reliability(model: ReliabilityModel, estimates: Estimates, out_dir, baseline: dict | None = None,
+                         by=None, overwrite: bool = False) -> dict:
+    """Write the reliability report of ``model`` on ``estimates`` (simulated, with truth).
+
+    Parameters
+    ----------
+    model : ReliabilityModel
+    estimates : Estimates
+        Test set with truth; labelled with the model's scheme.
+    out_dir : path-like
+        Report directory.
+    baseline : dict, optional
+        The descriptors + GBM baseline (:func:`~astrolearn.redshift.reliability.train.load_baseline`).
+    by : sequence of str, optional
+        Truth columns to bin the performance by (default: those of :data:`BY_DEFAULT` present).
+    overwrite : bool
+        Replace existing report files.
+
+    Returns
+    -------
+    dict
+        ``thresholds`` (rows of the threshold table), ``auc`` (rows), ``seed_met`` (method ->
+        bool), ``seconds`` (method -> wall time), ``n`` and ``class_counts``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = estimates.labels(model.scheme)
+    classes = model.classes
+    scores, seconds = method_scores(model, estimates, baseline)
+    methods = list(scores)
+
+    curves, threshold_rows, auc_rows, curve_cols = {}, [], [], {k: [] for k in
+                                                               ("method", "class", "threshold", "purity", "completeness")}
+    for method in methods:
+        for c, name in enumerate(classes):
+            if c >= scores[method].shape[1]:
+                continue
+            positive = labels == c
+            pc = purity_completeness(scores[method][:, c], positive)
+            curves[method, name] = pc
+            auc_rows.append({"method": method, "class": name, "roc_auc": roc_auc(scores[method][:, c], positive)})
+            for level in PURITY_LEVELS:
+                t, comp, pur = pc.at_purity(level)
+                threshold_rows.append({"method": method, "class": name, "purity_target": level, "threshold": t,
+                                       "completeness": comp, "purity": pur})
+            keep = np.unique(np.linspace(0, len(pc.threshold) - 1, min(CURVE_POINTS, len(pc.threshold))).astype(int))
+            for key, values in (("threshold", pc.threshold), ("purity", pc.purity), ("completeness", pc.completeness)):
+                curve_cols[key].extend(values[keep])
+            curve_cols["method"].extend([method] * len(keep))
+            curve_cols["class"].extend([name] * len(keep))
+    seed_met = {m: curves[m, SUCCESS].meets(SEED_PURITY, SEED_COMPLETENESS) for m in methods}
+
+    write_csv(out / "scores.csv", _score_columns(estimates, labels, classes, scores), overwrite=overwrite)
+    write_csv(out / "curves.csv", curve_cols, overwrite=overwrite)
+    write_csv(out / "thresholds.csv", _rows_to_columns(threshold_rows), overwrite=overwrite)
+    write_csv(out / "auc.csv", _rows_to_columns(auc_rows), overwrite=overwrite)
+    diagrams = {m: reliability_diagram(scores[m][:, 0], labels == 0) for m in methods}
+    write_csv(out / "calibration.csv", _rows_to_columns([
+        {"method": m, "predicted": p, "observed": o, "count": int(n)}
+        for m, d in diagrams.items() for p, o, n in zip(d.predicted, d.observed, d.count)]), overwrite=overwrite)
+    by = [c for c in (by if by is not None else BY_DEFAULT) if c in estimates.truth]
+    binned = binned_performance(estimates, labels, scores, curves, by)
+    if binned:
+        write_csv(out / "binned.csv", _rows_to_columns(binned), overwrite=overwrite)
+    confusion = None
+    if len(classes) > 2:
+        confusion = {m: confusion_matrix(labels, scores[m].argmax(axis=1), len(classes))
+                     for m in methods if scores[m].shape[1] == len(classes)}
+        write_csv(out / "confusion.csv", _rows_to_columns([
+            {"method": m, "true": classes[i], **{f"predicted_{classes[j]}": int(cm[i, j]) for j in range(len(classes))}}
+            for m, cm in confusion.items() for i in range(len(classes))]), overwrite=overwrite)
+
+    figures = plot_report(out, curves, methods, classes, scores, labels, diagrams, confusion, binned)
+    summary = {"n": len(labels), "class_counts": dict(zip(classes, np.bincount(labels, minlength=len(classes)).tolist())),
+               "thresholds": threshold_rows, "auc": auc_rows, "seed_met": seed_met, "seconds": seconds}
+    (out / "report.md").write_text(markdown_report(model, estimates, summary, figures, binned, confusion))
+    return summary
+
+
+def confusion_matrix(true: np.ndarray, predicted: np.ndarray, n: int) -> np.ndarray:
+    """Counts (n, n): row = true class, column = predicted class."""
+    return np.bincount(true * n + predicted, minlength=n * n).reshape(n, n)
+
+
+def binned_performance(estimates: Estimates, labels, scores, curves, by, n_bins: int = 8) -> list[dict]:
+    """Success fraction, purity and completeness of each method in quantile bins of truth columns.
+
+    Each method selects with its own global threshold of purity 0.8 on ``success`` (the
+    operating point of the whole set), so the bins show where that selection loses purity or
+    completeness.
+    """
+    rows = []
+    success = labels == 0
+    cut = {m: curves[m, SUCCESS].at_purity(SEED_PURITY)[0] for m in scores}
+    for col in by:
+        values = np.asarray(estimates.truth[col], dtype=float)
+        ok = np.isfinite(values)
+        if ok.sum() < n_bins:
+            continue
+        edges = np.unique(np.quantile(values[ok], np.linspace(0, 1, n_bins + 1)))
+        index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+        for b in range(len(edges) - 1):
+            inside = ok & (index == b)
+            row = {"column": col, "lo": float(edges[b]), "hi": float(edges[b + 1]), "n": int(inside.sum()),
+                   "success_fraction": float(success[inside].mean()) if inside.any() else np.nan}
+            for m in scores:
+                sel = inside & (scores[m][:, 0] >= cut[m]) if np.isfinite(cut[m]) else np.zeros_like(inside)
+                row[f"completeness_{m}"] = float((sel & success).sum() / max((inside & success).sum(), 1))
+                row[f"purity_{m}"] = float((sel & success).sum() / sel.sum()) if sel.any() else np.nan
+            rows.append(row)
+    return rows
+
+
+def _score_columns(estimates, labels, classes, scores) -> dict:
+    cols = {}
+    if "targetid" in estimates.table:
+        cols["targetid"] = estimates.table["targetid"]
+    cols.update({"z": estimates.table["z"], "z_true": estimates.z_true, "label": np.asarray(classes)[labels],
+                 "z_proba": scores["z_proba"][:, 0]})
+    for m in ("cnn", "gbm"):
+        if m in scores:
+            cols.update({f"{m}_p_{name}": scores[m][:, i] for i, name in enumerate(classes)})
+    return cols
+
+
+def _rows_to_columns(rows: list[dict]) -> dict:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return {k: [r.get(k, np.nan) for r in rows] for k in keys}
+
+
+# ---- figures --------------------------------------------------------------------------------
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_report(out: Path, curves, methods, classes, scores, labels, diagrams, confusion, binned) -> dict:
+    """Write the PNG figures; returns {title: file name}."""
+    plt = _pyplot()
+    figures = {}
+    for name in classes:
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+        for m in methods:
+            if (m, name) not in curves:
+                continue
+            pc = curves[m, name]
+            line, = axes[0].plot(pc.threshold, pc.purity, label=f"{METHOD_NAMES[m]} purity")
+            axes[0].plot(pc.threshold, pc.completeness, ls="--", color=line.get_color(),
+                         label=f"{METHOD_NAMES[m]} completeness")
+            axes[1].plot(pc.completeness, pc.purity, color=line.get_color(), label=METHOD_NAMES[m])
+            fpr, tpr = roc_curve(scores[m][:, classes.index(name)], labels == classes.index(name))
+            axes[2].plot(fpr, tpr, color=line.get_color(), label=METHOD_NAMES[m])
+        axes[0].set(xlabel="threshold", ylabel="purity / completeness", title=f"{name}: vs threshold")
+        axes[1].set(xlabel="completeness", ylabel="purity", title=f"{name}: purity vs completeness",
+                    xlim=(0, 1), ylim=(0, 1.01))
+        if name == SUCCESS:
+            axes[1].axhline(SEED_PURITY, color="grey", lw=0.8)
+            axes[1].axvline(SEED_COMPLETENESS, color="grey", lw=0.8)
+        axes[2].plot([0, 1], [0, 1], color="grey", lw=0.8)
+        axes[2].set(xlabel="false-positive rate", ylabel="true-positive rate", title=f"{name}: ROC")
+        for ax in axes:
+            ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        figures[f"Purity and completeness ({name})"] = _save(fig, out / f"purity_completeness_{name}.png", plt)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for m, d in diagrams.items():
+        ax.plot(d.predicted, d.observed, "o-", label=f"{METHOD_NAMES[m]} (ECE {d.ece:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+    ax.set(xlabel="predicted probability of success", ylabel="observed success fraction",
+           title="Reliability diagram", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=7)
+    figures["Reliability diagram"] = _save(fig, out / "reliability_diagram.png", plt)
+
+    if confusion:
+        fig, axes = plt.subplots(1, len(confusion), figsize=(4.5 * len(confusion), 4), squeeze=False)
+        for ax, (m, cm) in zip(axes[0], confusion.items()):
+            frac = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+            ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+            for i in range(len(classes)):
+                for j in range(len(classes)):
+                    ax.text(j, i, f"{cm[i, j]}\n{frac[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                            color="white" if frac[i, j] > 0.5 else "black")
+            ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xticklabels=classes,
+                   yticklabels=classes, xlabel="predicted", ylabel="true", title=METHOD_NAMES[m])
+        fig.tight_layout()
+        figures["Confusion matrices (rows: true class)"] = _save(fig, out / "confusion.png", plt)
+
+    for col in dict.fromkeys(r["column"] for r in binned):
+        rows = [r for r in binned if r["column"] == col]
+        centre = np.array([np.sqrt(r["lo"] * r["hi"]) if r["lo"] > 0 else 0.5 * (r["lo"] + r["hi"]) for r in rows])
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        axes[0].plot(centre, [r["success_fraction"] for r in rows], "k.-", label="success fraction")
+        for m in methods:
+            axes[0].plot(centre, [r[f"completeness_{m}"] for r in rows], ".-", label=f"{METHOD_NAMES[m]}")
+            axes[1].plot(centre, [r[f"purity_{m}"] for r in rows], ".-", label=f"{METHOD_NAMES[m]}")
+        axes[0].set(xlabel=col, ylabel="completeness at global purity 0.8", title=f"completeness vs {col}")
+        axes[1].set(xlabel=col, ylabel="purity", title=f"purity vs {col}")
+        for ax in axes:
+            if np.all(centre > 0):
+                ax.set_xscale("log")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        figures[f"Performance vs {col}"] = _save(fig, out / f"vs_{col}.png", plt)
+    return figures
+
+
+def _save(fig, path: Path, plt) -> str:
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
+
+
+# ---- Markdown -------------------------------------------------------------------------------
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    """A Markdown table of dict rows (floats with 4 significant digits)."""
+    def fmt(v):
+        if isinstance(v, (float, np.floating)):
+            return "—" if not np.isfinite(v) else f"{v:.4g}"
+        return str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def markdown_report(model, estimates, summary, figures, binned, confusion) -> str:
+    classes = model.classes
+    lines = [f"# Redshift reliability: {estimates.source}", "",
+             f"Model: `{model.dir}` (labels `{model.scheme.name}`: {', '.join(classes)}; tolerance "
+             f"{model.scheme.tolerance}" + (f", true z in {model.scheme.window}" if model.scheme.window else "") + ").",
+             f"Test spectra: {summary['n']} ({', '.join(f'{k} {v}' for k, v in summary['class_counts'].items())}).", "",
+             "## Operating points", "",
+             "For each purity, the threshold giving the largest completeness. Seed operating point: "
+             f"purity > {SEED_PURITY} with completeness > {SEED_COMPLETENESS}.", ""]
+    rows = [dict(r, method=METHOD_NAMES[r["method"]]) for r in summary["thresholds"]]
+    lines.append(markdown_table(rows, ["method", "class", "purity_target", "threshold", "completeness", "purity"]))
+    lines += ["", "| method | seed operating point |", "|---|---|"]
+    lines += [f"| {METHOD_NAMES[m]} | {'met' if ok else 'not met'} |" for m, ok in summary["seed_met"].items()]
+    lines += ["", "## ROC AUC", "",
+              markdown_table([dict(r, method=METHOD_NAMES[r["method"]]) for r in summary["auc"]],
+                             ["method", "class", "roc_auc"]), ""]
+    lines += ["## Timing", "", "| method | seconds | PDFs/s |", "|---|---|---|"]
+    lines += [f"| {METHOD_NAMES[m]} | {s:.2f} | {summary['n'] / s:.0f} |" for m, s in summary["seconds"].items() if s > 0]
+    lines.append("")
+    if confusion:
+        lines += ["## Confusion matrices", ""]
+        for m, cm in confusion.items():
+            rows = [{"true": classes[i], **{f"→ {classes[j]}": int(cm[i, j]) for j in range(len(classes))}}
+                    for i in range(len(classes))]
+            lines += [f"{METHOD_NAMES[m]}:", "", markdown_table(rows, ["true", *[f"→ {c}" for c in classes]]), ""]
+    if binned:
+        lines += ["## Performance in bins of the truth", "",
+                  "Each method selects with its global purity-0.8 threshold.", ""]
+        cols = ["column", "lo", "hi", "n", "success_fraction", *[k for k in binned[0] if k.startswith(("completeness_", "purity_"))]]
+        lines += [markdown_table(binned, cols), ""]
+    lines += ["## Figures", ""] + [f"### {title}\n\n![{title}]({name})\n" for title, name in figures.items()]
+    return "\n".join(lines)

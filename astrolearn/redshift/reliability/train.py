@@ -1,0 +1,151 @@
+"""Training: the CNN through the common engine, its calibration, and the descriptor baseline.
+
+A run directory holds, besides the engine's files (``config.yaml``, ``checkpoints/``, logs):
+
+- ``data/shard-*.h5``: the training shards (:mod:`astrolearn.redshift.reliability.dataset`);
+- ``reliability_model.json``: grid, classes, label scheme, input channels, calibration and
+  training summary, written once training and calibration are done;
+- ``baseline_gbm.pkl``: the descriptors + gradient-boosting baseline, trained on the same
+  training split (pickle: load only files you made).
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import UserError
+from .classifier import (
+    CHANNELS,
+    PdfTransform,
+    fit_calibration,
+    model_metadata,
+    nll,
+    write_metadata,
+)
+from .dataset import SchemeTargets, read_shard_columns, shard_grid
+from .descriptors import DESCRIPTOR_NAMES
+from .labels import LabelScheme
+
+BASELINE_FILE = "baseline_gbm.pkl"
+DEFAULT_CONFIG = "zpdf_cnn"
+
+
+def train_reliability(shards, scheme: LabelScheme, out_dir, *, config=DEFAULT_CONFIG, overrides=(),
+                      channels=CHANNELS, resume: bool = False, overwrite: bool = False, baseline: bool = True,
+                      **trainer_options) -> dict:
+    """Train, calibrate and describe a reliability classifier in ``out_dir``.
+
+    Parameters
+    ----------
+    shards : list of path-like
+        Training shards (see :func:`~astrolearn.redshift.reliability.dataset.write_training_shards`).
+    scheme : LabelScheme
+        Labels to learn.
+    out_dir : path-like
+        Run directory.
+    config : str or path-like or mapping
+        Training configuration, or the name of a bundled one (default ``zpdf_cnn``).
+    overrides : sequence of str
+        ``section.key=value`` overrides of the configuration.
+    channels : sequence of str
+        Network input channels (see :class:`~astrolearn.redshift.reliability.classifier.PdfTransform`).
+    resume, overwrite : bool
+        See :func:`astrolearn.training.fit`.
+    baseline : bool
+        Also train the descriptors + gradient-boosting baseline.
+    **trainer_options
+        ``max_epochs``, ``accelerator``, ... (see :func:`astrolearn.training.fit`).
+
+    Returns
+    -------
+    dict
+        The ``training`` summary stored in the metadata (class counts, validation NLL before and
+        after calibration, baseline validation accuracy).
+    """
+    from ...training import ShardDataModule, build_module, example_config, fit, load_model, resolve_config
+
+    out_dir = Path(out_dir)
+    grid = shard_grid(shards)
+    if isinstance(config, str) and not Path(config).suffix:
+        config = example_config(config)
+    config = resolve_config(config, overrides)
+    data = ShardDataModule(shards, "log_pdf", SchemeTargets(scheme), target_names=scheme.classes,
+                           transform=PdfTransform(grid, channels), **config["data"])
+    counts = np.bincount(data.train_targets(), minlength=scheme.n_classes)
+    if np.count_nonzero(counts) < 2:
+        raise UserError(f"the training split has a single class ({dict(zip(scheme.classes, counts.tolist()))})")
+    module = build_module(config, data)
+    fit(config, data, module, out_dir, resume=resume, overwrite=overwrite, **trainer_options)
+
+    network = load_model(out_dir)
+    val_labels = data.dataset.targets[data.val_indices]
+    logits = _logits(network, data)
+    calibration = fit_calibration(logits, val_labels)
+    summary = {
+        "n_train": int(len(data.train_indices)), "n_val": int(len(data.val_indices)),
+        "train_counts": dict(zip(scheme.classes, counts.tolist())),
+        "val_nll_raw": nll(_softmax(logits), val_labels),
+        "val_nll_calibrated": nll(calibration(logits), val_labels),
+        "data": [str(p) for p in shards[:1]] + ([f"... {len(shards)} shards"] if len(shards) > 1 else []),
+    }
+    if baseline:
+        summary["baseline_val_accuracy"] = train_baseline(shards, scheme, data.train_indices, data.val_indices,
+                                                          out_dir / BASELINE_FILE, grid)
+    write_metadata(out_dir, model_metadata(grid, scheme, channels, calibration, summary))
+    return summary
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _logits(network, data, batch_size: int = 512) -> np.ndarray:
+    """Raw outputs of ``network`` on the validation split of ``data``, in index order."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    loader = DataLoader(Subset(data.dataset, data.val_indices), batch_size=batch_size)
+    with torch.inference_mode():
+        out = np.concatenate([network(x).numpy() for x, _ in loader])
+    data.dataset.close()
+    return out
+
+
+def train_baseline(shards, scheme: LabelScheme, train_indices, val_indices, path, grid) -> float:
+    """Fit the descriptors + gradient-boosting classifier and pickle it to ``path``.
+
+    Returns
+    -------
+    float
+        Accuracy on the validation split.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    columns, arrays = read_shard_columns(shards, None)
+    names = list(columns)
+    labels = SchemeTargets(scheme)(np.column_stack([columns[n] for n in names]), names)
+    x = arrays["descriptors"]
+    # Balanced like the CNN, so that the 3-class decisions (argmax) are comparable.
+    gbm = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1, class_weight="balanced",
+                                         early_stopping=True, random_state=0)
+    gbm.fit(x[train_indices], labels[train_indices])
+    with open(path, "wb") as f:
+        pickle.dump({"model": gbm, "descriptors": list(DESCRIPTOR_NAMES), "classes": list(scheme.classes),
+                     "grid": grid.meta()}, f)
+    return float(gbm.score(x[val_indices], labels[val_indices]))
+
+
+def load_baseline(path) -> dict | None:
+    """The pickled baseline of a run directory (None when there is none)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / BASELINE_FILE
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        return pickle.load(f)  # noqa: S301 (a file this package wrote in the user's run directory)

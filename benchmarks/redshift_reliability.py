@@ -1,0 +1,152 @@
+"""Redshift reliability benchmark: CNN vs redshift probability vs descriptors + GBM (issue goals).
+
+    python benchmarks/redshift_reliability.py data        [--n-train 40000] [--n-test 20000]
+    python benchmarks/redshift_reliability.py train       [--labels classical 3class] [--max-epochs 30]
+    python benchmarks/redshift_reliability.py evaluate    [--labels classical 3class]
+    python benchmarks/redshift_reliability.py throughput  [--n 4096]
+
+Every stage is resumable (rerun the same command after an interruption) and writes under
+``--work`` (default ``runs/reliability``):
+
+- ``sim/{train,test}``: simulated NISP spectra (``astrolearn.redshift.simulate``; the test set
+  has its own seed, so it is held out);
+- ``pdf/{train,test}``: the engine's estimates and log PDFs on the default grid, with the truth,
+  as reliability shards (one per simulated shard);
+- ``run-<labels>``: training runs (CNN, calibration, descriptor baseline);
+- ``eval-<labels>``: reports (``report.md``, CSV, PNG);
+- ``throughput.json``: classifier PDFs/s and chain (estimate + reliability) spectra/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+SEEDS = {"train": 101, "test": 202}
+
+
+def engine_for(cfg, workers):
+    from astrolearn.redshift.engine import EngineConfig, RedshiftEngine, lsf_sigma_from_resolution
+
+    wave = cfg.wave
+    return RedshiftEngine(wave, lsf_sigma_from_resolution(wave, cfg.resolution), EngineConfig(workers=workers))
+
+
+def stage_data(args):
+    """Simulate and estimate; one reliability shard per simulated shard (skipped when present)."""
+    from astrolearn.io.shards import read_meta, read_shard
+    from astrolearn.redshift.reliability.dataset import from_arrays, write_training_shard
+    from astrolearn.redshift.simulate import TRUTH_COLUMNS, NispConfig, simulate
+
+    cfg = NispConfig()
+    engine = engine_for(cfg, args.workers)
+    for split, n in (("train", args.n_train), ("test", args.n_test)):
+        sim_dir = args.work / "sim" / split
+        if not (sim_dir / "simulation.json").exists() or len(list(sim_dir.glob("shard-*.h5"))) < -(-n // cfg.shard_size):
+            simulate(sim_dir, n, SEEDS[split], cfg, progress=False)
+        out_dir = args.work / "pdf" / split
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path in sorted(sim_dir.glob("shard-*.h5")):
+            out = out_dir / path.name
+            if out.exists() and read_meta(out).get("source", "").startswith(str(path)):
+                continue
+            t0 = time.perf_counter()
+            shard = read_shard(path, domain="redshift")
+            flux, noise = shard.arrays["flux"], shard.arrays["noise"]
+            res = engine.run(flux, np.where(noise > 0, 1.0 / np.maximum(noise, 1e-30) ** 2, 0.0))
+            truth = {name: shard.column(name) for name in TRUTH_COLUMNS if name != "z"}
+            truth["z_true"] = shard.column("z")
+            e = from_arrays(res.log_pdf, engine.grid, {"z": res.z, "z_err": res.z_err, "z_proba": res.z_proba},
+                            res.candidates.z, truth, str(path))
+            write_training_shard(out, e, 0, len(e), f"{path}[0:{len(e)}]", res.candidates.z.shape[1], sorted(truth))
+            dt = time.perf_counter() - t0
+            ok = np.abs(res.z - truth["z_true"]) / (1 + truth["z_true"]) < 0.003
+            print(f"{split} {path.name}: {len(e)} spectra in {dt:.0f} s ({len(e) / dt:.1f}/s), "
+                  f"success {ok.mean():.3f}", flush=True)
+
+
+def stage_train(args):
+    from astrolearn.redshift.reliability.labels import get_scheme
+    from astrolearn.redshift.reliability.train import train_reliability
+
+    shards = sorted((args.work / "pdf" / "train").glob("shard-*.h5"))
+    for name in args.labels:
+        run = args.work / f"run-{name}"
+        resume = (run / "checkpoints" / "last.ckpt").exists()
+        t0 = time.perf_counter()
+        summary = train_reliability(shards, get_scheme(name), run, resume=resume, max_epochs=args.max_epochs,
+                                    overrides=[f"data.num_workers={args.loader_workers}"])
+        print(name, json.dumps(summary), f"{time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def stage_evaluate(args):
+    from astrolearn.redshift.reliability.classifier import ReliabilityModel
+    from astrolearn.redshift.reliability.dataset import estimates_from_shards
+    from astrolearn.redshift.reliability.report import evaluate_reliability
+    from astrolearn.redshift.reliability.train import load_baseline
+
+    test = estimates_from_shards(sorted((args.work / "pdf" / "test").glob("shard-*.h5")), "held-out test set")
+    for name in args.labels:
+        run = args.work / f"run-{name}"
+        summary = evaluate_reliability(ReliabilityModel(run), test, args.work / f"eval-{name}", load_baseline(run),
+                                       overwrite=True)
+        print(name, json.dumps({k: summary[k] for k in ("n", "class_counts", "seed_met", "seconds")}), flush=True)
+
+
+def stage_throughput(args):
+    """PDFs/s of the classifier (PDFs in memory) and spectra/s of estimate + reliability."""
+    import torch
+
+    from astrolearn.io.shards import read_shard
+    from astrolearn.redshift.reliability.classifier import ReliabilityModel
+    from astrolearn.redshift.reliability.dataset import estimates_from_shards
+    from astrolearn.redshift.simulate import NispConfig
+
+    torch.set_num_threads(args.threads)
+    model = ReliabilityModel(args.model or args.work / "run-classical")
+    test = estimates_from_shards(sorted((args.work / "pdf" / "test").glob("shard-*.h5")))
+    log_pdf = test.log_pdf[0 : args.n]
+    model.predict(log_pdf[:256], test.grid)  # warm-up
+    t0 = time.perf_counter()
+    model.predict(log_pdf, test.grid)
+    pdf_rate = len(log_pdf) / (time.perf_counter() - t0)
+    shard = read_shard(sorted((args.work / "sim" / "test").glob("shard-*.h5"))[0])
+    flux, noise = shard.arrays["flux"][: args.n_chain], shard.arrays["noise"][: args.n_chain]
+    engine = engine_for(NispConfig(), args.workers)
+    t0 = time.perf_counter()
+    res = engine.run(flux, 1.0 / noise.astype(np.float64) ** 2)
+    t_engine = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model.predict(res.log_pdf, engine.grid)
+    t_rel = time.perf_counter() - t0
+    result = {"torch_threads": args.threads, "engine_workers": args.workers, "pdfs": len(log_pdf),
+              "classifier_pdfs_per_s": pdf_rate, "chain_spectra": len(flux),
+              "engine_spectra_per_s": len(flux) / t_engine, "chain_spectra_per_s": len(flux) / (t_engine + t_rel)}
+    (args.work / "throughput.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=["data", "train", "evaluate", "throughput"])
+    ap.add_argument("--work", type=Path, default=Path("runs/reliability"))
+    ap.add_argument("--n-train", type=int, default=40000)
+    ap.add_argument("--n-test", type=int, default=20000)
+    ap.add_argument("--labels", nargs="+", default=["classical", "3class"])
+    ap.add_argument("--max-epochs", type=int)
+    ap.add_argument("--loader-workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=2, help="engine worker threads")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (throughput)")
+    ap.add_argument("--model", help="model for the throughput stage (default: run-classical)")
+    ap.add_argument("--n", type=int, default=4096, help="PDFs timed (throughput)")
+    ap.add_argument("--n-chain", type=int, default=256, help="spectra timed through the chain (throughput)")
+    args = ap.parse_args()
+    {"data": stage_data, "train": stage_train, "evaluate": stage_evaluate, "throughput": stage_throughput}[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()
