@@ -105,3 +105,27 @@ def test_even_static_mode_sign_ambiguity():
 def test_r0_wavelength_scaling():
     assert math.isclose(r0_to_500nm(r0_to_wavelength(0.15, 1.6455e-6), 1.6455e-6), 0.15)
     assert math.isclose(r0_to_wavelength(0.1, 1e-6), 0.1 * 2**1.2)
+
+
+def test_analytic_derivatives_match_finite_differences():
+    model = PsfaoModel(circular(npix=64))
+    p = torch.tensor([[0.4, 1e-2, 0.8, 0.07, 1.3, 0.4, 1.8]], dtype=torch.float64)
+    dx, dy = torch.tensor([0.2], dtype=torch.float64), torch.tensor([-0.1], dtype=torch.float64)
+    otf_s = model.otf_static0[None]
+    psf, d = model.psf_and_derivatives(p, dx, dy, otf_s)
+    assert torch.allclose(psf, model(p, dx=dx, dy=dy), atol=1e-14)
+    for j in range(9):
+        h = 1e-6 * (p[0, j].abs().item() if j < 7 else 1.0) + (1e-6 if j == 5 else 0.0)
+        plus, minus = p.clone(), p.clone()
+        dxp, dxm, dyp, dym = dx.clone(), dx.clone(), dy.clone(), dy.clone()
+        if j < 7:
+            plus[0, j] += h
+            minus[0, j] -= h
+        elif j == 7:
+            dxp += h
+            dxm -= h
+        else:
+            dyp += h
+            dym -= h
+        numeric = (model(plus, dx=dxp, dy=dyp) - model(minus, dx=dxm, dy=dym)) / (2 * h)
+        assert (numeric - d[:, j]).abs().max() <= 1e-5 * d[:, j].abs().max(), j

@@ -76,12 +76,14 @@ class PsfFitter:
         Priors whose medians start the fit (defaults: the simulator's).
     max_iter : int
         Maximum Levenberg-Marquardt iterations.
+    tol : float
+        Convergence: relative decrease of the cost below ``tol`` on an accepted step.
     batch : int
         PSFs fitted together (memory grows with batch x number of parameters).
     """
 
     def __init__(self, instrument: Instrument, fit_static: bool = True, priors: dict | None = None,
-                 max_iter: int = 100, batch: int = 8, dtype=torch.float64, device=None):
+                 max_iter: int = 100, batch: int = 8, tol: float = 1e-8, dtype=torch.float64, device=None):
         if not fit_static:
             instrument = instrument.without_static()
         self.instrument = instrument
@@ -89,6 +91,7 @@ class PsfFitter:
         self.model = PsfaoModel(instrument, dtype=dtype, device=device)
         self.priors = priors or DEFAULT_PRIORS
         self.max_iter = max_iter
+        self.tol = tol
         self.batch = batch
         self.dtype = dtype
         self.k_static = self.model.n_static if self.fit_static else 0
@@ -164,31 +167,15 @@ class PsfFitter:
 
     def _jacobian(self, z):
         """Model images (B, H, W) and their derivatives w.r.t. z (B, P, H, W)."""
-        from torch.func import jvp
-
         psd, static, flux, bck, dx, dy = self._split(z)
         b, k = z.shape[0], self.k_static
         if k:
             otf_s, d_otf_s = self.model.static_otf_and_derivatives(static)
         else:
             otf_s = self.model.otf_static0[None].expand(b, -1, -1)
-        # PSD parameters and shifts: forward-mode derivatives, one tangent per parameter.
-        nt = 9
-        dpsd_dz = torch.where(self.is_log[:7], psd, torch.ones_like(psd))
-        tan_psd = torch.zeros(b, nt, 7, dtype=self.dtype)
-        tan_psd[:, torch.arange(7), torch.arange(7)] = dpsd_dz
-        tan_dx = torch.zeros(b, nt, dtype=self.dtype)
-        tan_dy = torch.zeros(b, nt, dtype=self.dtype)
-        tan_dx[:, 7], tan_dy[:, 8] = 1.0, 1.0
-        rep = lambda t: t.repeat_interleave(nt, dim=0)  # noqa: E731
-        otf_rep = rep(otf_s)
-        psf_rep, dpsf = jvp(
-            lambda a, x, y: self.model(a, dx=x, dy=y, otf_static=otf_rep),
-            (rep(psd), rep(dx), rep(dy)),
-            (tan_psd.reshape(-1, 7), tan_dx.reshape(-1), tan_dy.reshape(-1)),
-        )
-        psf = psf_rep[::nt]
-        dpsf = dpsf.reshape(b, nt, *psf.shape[1:])
+        psf, dpsf = self.model.psf_and_derivatives(psd, dx, dy, otf_s)
+        # Chain rule for the parameters fitted in log.
+        dpsf[:, :7] *= torch.where(self.is_log[:7], psd, torch.ones_like(psd))[:, :, None, None]
         cols = [dpsf[:, :7]]
         if k:
             otf_rest = self.model.otf(psd, dx=dx, dy=dy, otf_static=torch.ones_like(otf_s))
@@ -234,7 +221,7 @@ class PsfFitter:
                 better = pending & (c_try < cur[idx])
                 rel = (cur[idx] - c_try) / cur[idx].clamp(min=1e-300)
                 z[idx[better]] = z_try[better]
-                done_now = better & (rel < 1e-9)
+                done_now = better & (rel < self.tol)
                 cur[idx[better]] = c_try[better]
                 lam[idx[better]] = (lam[idx[better]] / 3).clamp(min=1e-9)
                 lam[idx[pending & ~better]] *= 2

@@ -241,6 +241,29 @@ class PsfaoModel(torch.nn.Module):
             psf = psf.reshape(*psf.shape[:-2], npix, k, npix, k).sum(dim=(-3, -1))
         return psf
 
+    def psf_and_derivatives(self, psd_params, dx, dy, otf_static):
+        """PSFs (N, H, W) and their derivatives (N, 9, H, W) w.r.t. the 7 PSD parameters, dx, dy.
+
+        The OTF is exp(B_phi - integral) x static x ramps, so each PSD derivative only needs the
+        derivative of the corrected-area PSD (forward mode, cheap) and one FFT pair; the shift
+        derivatives are the OTF times the ramp's frequency.
+        """
+        from torch.func import jvp
+
+        n = psd_params.shape[0]
+        psd_params = psd_params.to(self.dtype)
+        rep = psd_params.repeat_interleave(7, dim=0)
+        tangents = torch.eye(7, dtype=self.dtype, device=rep.device).repeat(n, 1)
+        _, (d_r0f, d_corr, d_int) = jvp(self._psd_parts, (rep,), (tangents,))
+        d_bphi = (d_r0f[:, None, None] * self.vk_fft
+                  + torch.fft.rfft2(self._scatter(d_corr)).real * self.df**2 - d_int[:, None, None])
+        otf = self.otf(psd_params, dx=dx, dy=dy, otf_static=otf_static)
+        d_otf = otf[:, None] * d_bphi.reshape(n, 7, self.nx, self.nh)
+        d_dx = otf * (-2j * math.pi * self.k * self.freq_cols)
+        d_dy = otf * (-2j * math.pi * self.k * self.freq_rows[:, None])
+        d_otf = torch.cat([d_otf, d_dx[:, None], d_dy[:, None]], dim=1)
+        return self.otf_to_psf(otf), self.otf_to_psf(d_otf)
+
     def forward(self, psd_params, static=None, dx=None, dy=None, otf_static=None) -> torch.Tensor:
         """PSFs (N, npix, npix) for PSD parameters (N, 7), static modes (N, K) [nm], shifts [pix]."""
         return self.otf_to_psf(self.otf(psd_params, static=static, dx=dx, dy=dy, otf_static=otf_static))
