@@ -21,6 +21,7 @@ Model files (a directory)
     ``reliability_model.json`` (:data:`METADATA_FILE`): grid, classes, label scheme, input
     channels, calibration; and the weights, either a training run (``checkpoints/best-*.ckpt``,
     see :func:`astrolearn.training.fit`) or an exported ``model.pt`` (:func:`export_model`).
+    Shipped models are ``<name>.json`` + ``<name>.pt`` in ``astrolearn/redshift/models``.
     :class:`ReliabilityModel` refuses PDFs on another grid than the training one.
 """
 
@@ -42,7 +43,7 @@ from .labels import SUCCESS, LabelScheme
 METADATA_FILE = "reliability_model.json"
 #: Weights of an exported model (no optimiser state).
 EXPORTED_WEIGHTS = "model.pt"
-#: Shipped models, by name, in ``astrolearn/redshift/models/<name>``.
+#: Shipped models: ``<name>.json`` (metadata) and ``<name>.pt`` (weights) in this package directory.
 PACKAGED_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL = "classical"
 CHANNELS = ("pdf", "log")
@@ -204,35 +205,58 @@ def model_metadata(grid: ZGrid, scheme: LabelScheme, channels, calibration: Cali
     }
 
 
-def write_metadata(model_dir, meta: dict) -> Path:
+def write_metadata(path, meta: dict) -> Path:
+    """Write model metadata to ``path`` (a file, or a directory's :data:`METADATA_FILE`)."""
     from ...io.shards import atomic_write
 
-    path = Path(model_dir) / METADATA_FILE
+    path = Path(path)
+    if path.is_dir():
+        path = path / METADATA_FILE
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(meta, indent=1))
     return path
 
 
-def read_metadata(model_dir) -> dict:
-    path = Path(model_dir) / METADATA_FILE
-    if not path.is_file():
-        raise UserError(f"{model_dir}: not a redshift reliability model (no {METADATA_FILE})")
-    return json.loads(path.read_text())
+@dataclass
+class ModelFiles:
+    """Where a model's metadata and weights are.
+
+    Attributes
+    ----------
+    metadata : Path
+        The metadata JSON.
+    weights : Path
+        A weights file, or a training run directory (its best checkpoint).
+    name : str
+        How to call the model in messages and reports.
+    """
+
+    metadata: Path
+    weights: Path
+    name: str
 
 
-def resolve_model_dir(model: str | os.PathLike | None) -> Path:
-    """Directory of a model: a path, or the name of a shipped model (default :data:`DEFAULT_MODEL`)."""
-    if model is None:
-        model = DEFAULT_MODEL
+def locate_model(model: str | os.PathLike | None) -> ModelFiles:
+    """Files of a model given as a directory or as the name of a shipped model.
+
+    Parameters
+    ----------
+    model : path-like or str or None
+        A training run directory or exported model directory (holding :data:`METADATA_FILE`),
+        or the name of a shipped model (``PACKAGED_DIR/<name>.json`` and ``<name>.pt``);
+        None: the shipped :data:`DEFAULT_MODEL`.
+    """
+    model = DEFAULT_MODEL if model is None else model
     path = Path(model)
     if (path / METADATA_FILE).is_file():
-        return path
-    packaged = PACKAGED_DIR / str(model)
-    if os.sep not in str(model) and (packaged / METADATA_FILE).is_file():
-        return packaged
-    shipped = sorted(p.parent.name for p in PACKAGED_DIR.glob(f"*/{METADATA_FILE}"))
+        exported = path / EXPORTED_WEIGHTS
+        return ModelFiles(path / METADATA_FILE, exported if exported.is_file() else path, str(path))
+    shipped = PACKAGED_DIR / f"{model}.json"
+    if os.sep not in str(model) and shipped.is_file():
+        return ModelFiles(shipped, shipped.with_suffix(".pt"), f"shipped model {model!r}")
+    names = sorted(p.stem for p in PACKAGED_DIR.glob("*.json"))
     raise UserError(f"{model}: neither a reliability model directory nor a shipped model "
-                    f"(shipped: {', '.join(shipped) or 'none'})")
+                    f"(shipped: {', '.join(names) or 'none'})")
 
 
 class ReliabilityModel:
@@ -257,14 +281,14 @@ class ReliabilityModel:
     def __init__(self, model=None):
         from ...training import load_model
 
-        self.dir = resolve_model_dir(model)
-        self.meta = read_metadata(self.dir)
-        exported = self.dir / EXPORTED_WEIGHTS
-        self.network = load_model(exported if exported.is_file() else self.dir)
+        self.files = locate_model(model)
+        self.name = self.files.name
+        self.meta = json.loads(self.files.metadata.read_text())
+        self.network = load_model(self.files.weights)
         self.grid = grid_from_meta(self.meta["grid"])
         self.classes = list(self.meta["classes"])
         if self.network.names != self.classes or self.classes[0] != SUCCESS:
-            raise UserError(f"{self.dir}: weights for classes {self.network.names}, metadata says {self.classes}")
+            raise UserError(f"{self.name}: weights for classes {self.network.names}, metadata says {self.classes}")
         self.scheme = LabelScheme.from_dict(self.meta["labels"])
         self.calibration = Calibration.from_dict(self.meta.get("calibration"), len(self.classes))
         self.transform = PdfTransform(self.grid, self.meta["input"]["channels"])
@@ -297,17 +321,29 @@ class ReliabilityModel:
         return {f"p_{name}": probs[:, i] for i, name in enumerate(self.classes)}
 
 
-def export_model(run_dir, dest) -> Path:
-    """Copy a run's best weights (without optimiser state) and its metadata into ``dest`` (shipping)."""
+def export_model(run_dir, dest, name: str | None = None) -> ModelFiles:
+    """Copy a run's best weights (without optimiser state) and its metadata.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        Training run directory.
+    dest : path-like
+        Destination directory.
+    name : str, optional
+        Write ``dest/<name>.json`` and ``dest/<name>.pt`` (a shipped model in
+        :data:`PACKAGED_DIR`) instead of ``dest/reliability_model.json`` and ``dest/model.pt``.
+    """
     import torch
 
     from ...training import find_checkpoint
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    meta = read_metadata(run_dir)
+    meta = json.loads(locate_model(run_dir).metadata.read_text())
+    files = ModelFiles(dest / f"{name}.json", dest / f"{name}.pt", name) if name else \
+        ModelFiles(dest / METADATA_FILE, dest / EXPORTED_WEIGHTS, str(dest))
     state = torch.load(find_checkpoint(run_dir), map_location="cpu", weights_only=True)
-    torch.save({"hyper_parameters": state["hyper_parameters"], "state_dict": state["state_dict"]},
-               dest / EXPORTED_WEIGHTS)
-    write_metadata(dest, meta)
-    return dest
+    torch.save({"hyper_parameters": state["hyper_parameters"], "state_dict": state["state_dict"]}, files.weights)
+    write_metadata(files.metadata, meta)
+    return files

@@ -133,7 +133,7 @@ def cmd_evaluate(args) -> int:
     from .train import load_baseline
 
     model = ReliabilityModel(args.model)
-    baseline = load_baseline(args.baseline or model.dir)
+    baseline = load_baseline(args.baseline or model.files.metadata.parent)
     summary = evaluate_reliability(model, open_estimates(args.data), args.out, baseline, by=args.by,
                                    overwrite=args.overwrite)
     for method, met in summary["seed_met"].items():

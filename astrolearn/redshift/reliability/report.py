@@ -306,7 +306,7 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
 def markdown_report(model, estimates, summary, figures, binned, confusion) -> str:
     classes = model.classes
     lines = [f"# Redshift reliability: {estimates.source}", "",
-             f"Model: `{model.dir}` (labels `{model.scheme.name}`: {', '.join(classes)}; tolerance "
+             f"Model: {model.name} (labels `{model.scheme.name}`: {', '.join(classes)}; tolerance "
              f"{model.scheme.tolerance}" + (f", true z in {model.scheme.window}" if model.scheme.window else "") + ").",
              f"Test spectra: {summary['n']} ({', '.join(f'{k} {v}' for k, v in summary['class_counts'].items())}).", "",
              "## Operating points", "",

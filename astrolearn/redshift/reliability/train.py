@@ -141,11 +141,13 @@ def train_baseline(shards, scheme: LabelScheme, train_indices, val_indices, path
 
 
 def load_baseline(path) -> dict | None:
-    """The pickled baseline of a run directory (None when there is none)."""
+    """The pickled baseline: a ``.pkl`` file, or the one of a run directory (None when it has none)."""
     path = Path(path)
     if path.is_dir():
         path = path / BASELINE_FILE
-    if not path.is_file():
-        return None
+        if not path.is_file():
+            return None
+    elif not path.is_file():
+        raise UserError(f"{path}: no such baseline file")
     with open(path, "rb") as f:
         return pickle.load(f)  # noqa: S301 (a file this package wrote in the user's run directory)

@@ -1,0 +1,99 @@
+"""Redshift reliability verbs: run (estimate + reliability), predict, train, evaluate-reliability."""
+
+import argparse
+import csv
+
+import numpy as np
+import pytest
+
+from astrolearn.errors import UserError
+from astrolearn.redshift.pdf import ZGrid
+from astrolearn.redshift.reliability.cli import register_verbs
+from astrolearn.redshift.reliability.labels import SCHEMES
+
+from test_reliability import GRID, make_model_dir
+
+
+def run_cli(*argv):
+    """Parse ``astrolearn redshift ARGV`` with the reliability verbs and run the handler."""
+    parser = argparse.ArgumentParser(prog="astrolearn")
+    sub = parser.add_subparsers(dest="command", required=True)
+    verbs = sub.add_parser("redshift").add_subparsers(dest="verb", required=True)
+    register_verbs(verbs)
+    args = parser.parse_args(["redshift", *map(str, argv)])
+    return args.func(args)
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """Six simulated spectra through ``run`` with an (untrained) model on a small grid."""
+    from astrolearn.redshift.simulate import NispConfig, simulate
+
+    root = tmp_path_factory.mktemp("chain")
+    simulate(root / "sim", 6, seed=3, cfg=NispConfig(shard_size=4), progress=False)
+    model = make_model_dir(root / "model", GRID, "3class")
+    run_cli("run", root / "sim", "--model", model, "--out", root / "out", "--workers", "1", "--quiet")
+    return root
+
+
+def test_run_writes_reliability_in_input_order(chain):
+    header, rows = read_rows(chain / "out" / "reliability.csv")
+    ref_header, ref_rows = read_rows(chain / "out" / "redshifts.csv")
+    assert header == ref_header + ["p_success", "p_confusion", "p_failure"]
+    assert [r[: len(ref_header)] for r in rows] == ref_rows  # engine columns copied unchanged
+    assert [int(r[0]) for r in rows] == list(range(6))  # input order
+    p = np.array([[float(v) for v in r[-3:]] for r in rows])
+    np.testing.assert_allclose(p.sum(axis=1), 1, atol=1e-5)
+    # A second run reuses the finished estimate and refuses to replace the table.
+    with pytest.raises(UserError, match="already exists"):
+        run_cli("run", chain / "sim", "--model", chain / "model", "--out", chain / "out", "--quiet")
+
+
+def test_predict_matches_run_and_refuses_another_grid(chain, tmp_path):
+    out = tmp_path / "rel.csv"
+    run_cli("predict", chain / "out", "--model", chain / "model", "--out", out)
+    assert read_rows(out) == read_rows(chain / "out" / "reliability.csv")
+    other = make_model_dir(tmp_path / "other", ZGrid(0.5, 2.5, 2e-3), "classical")
+    with pytest.raises(UserError, match="rerun the estimate"):
+        run_cli("predict", chain / "out", "--model", other, "--out", tmp_path / "x.csv")
+
+
+def test_estimate_output_is_read_with_truth(chain):
+    from astrolearn.redshift.reliability.dataset import open_estimates
+
+    e = open_estimates(chain / "out")
+    assert len(e) == 6 and e.log_pdf[0:6].shape == (6, GRID.size)
+    assert e.candidates.shape == (6, 5) and np.array_equal(e.candidates[:, 0], e.table["z"])
+    assert {"z_true", "halpha_flux", "halpha_snr"} <= set(e.truth)
+    assert e.labels(SCHEMES["3class"]).shape == (6,)
+
+
+@pytest.mark.slow
+def test_train_then_evaluate_on_toy_pdfs(tmp_path):
+    from astrolearn.redshift.reliability.dataset import from_arrays, write_training_shards
+    from astrolearn.redshift.reliability.synthetic import toy_pdfs
+
+    for name, n, seed in (("train", 320, 1), ("test", 160, 2)):
+        d = toy_pdfs(n, GRID, seed=seed)
+        e = from_arrays(d["log_pdf"], GRID, {k: d[k] for k in ("z", "z_err", "z_proba")}, d["candidates"],
+                        {"z_true": d["z_true"], "halpha_snr": d["snr"]}, name)
+        write_training_shards([e], tmp_path / name, shard_size=128)
+    settings = ["--set", "trainer.accelerator=cpu", "--set", "trainer.devices=1", "--set", "data.num_workers=0",
+                "--set", "data.batch_size=64", "--set", "trainer.log_every_n_steps=1"]
+    run_cli("train", tmp_path / "train", "--out", tmp_path / "run", "--labels", "3class", "--max-epochs", "2", *settings)
+    with pytest.raises(UserError, match="--resume"):
+        run_cli("train", tmp_path / "train", "--out", tmp_path / "run", "--max-epochs", "2", *settings)
+    run_cli("evaluate-reliability", tmp_path / "test", "--model", tmp_path / "run", "--out", tmp_path / "eval")
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "descriptors + GBM" in report and "seed operating point" in report
+    for name in ("thresholds.csv", "curves.csv", "auc.csv", "confusion.csv", "binned.csv", "calibration.csv",
+                 "purity_completeness_success.png", "confusion.png", "reliability_diagram.png", "vs_halpha_snr.png"):
+        assert (tmp_path / "eval" / name).is_file(), name
+    header, rows = read_rows(tmp_path / "eval" / "thresholds.csv")
+    assert len(rows) == (3 + 1 + 3) * 3  # CNN and GBM: 3 classes, redshift probability: success; 3 purities
