@@ -193,6 +193,7 @@ class PsfFitter:
         cur = cost(self._model_image(z))
         active = torch.ones(n, dtype=torch.bool)
         niter = torch.zeros(n, dtype=torch.long)
+        calm = torch.zeros(n, dtype=torch.long)
         for _ in range(self.max_iter):
             idx = active.nonzero().flatten()
             if len(idx) == 0:
@@ -221,7 +222,12 @@ class PsfFitter:
                 better = pending & (c_try < cur[idx])
                 rel = (cur[idx] - c_try) / cur[idx].clamp(min=1e-300)
                 z[idx[better]] = z_try[better]
-                done_now = better & (rel < self.tol)
+                # Converged after 3 successive accepted steps with a negligible decrease (one
+                # alone can be a heavily damped step in a flat valley).
+                small = better & (rel < self.tol)
+                calm[idx[better & ~small]] = 0
+                calm[idx[small]] += 1
+                done_now = small & (calm[idx] >= 3)
                 cur[idx[better]] = c_try[better]
                 lam[idx[better]] = (lam[idx[better]] / 3).clamp(min=1e-9)
                 lam[idx[pending & ~better]] *= 2
