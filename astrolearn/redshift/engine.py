@@ -48,6 +48,8 @@ STATUS_NO_DATA = 1
 STATUS_NAMES = {STATUS_OK: "ok", STATUS_NO_DATA: "no_data"}
 #: Second pass: candidates whose coarse log posterior is this far below the best are not refined.
 REFINE_DLOGP = 20.0
+#: Below this many spectra, normal equations are built per spectrum (no shared GEMM).
+SMALL_BATCH = 8
 #: Memory budget [bytes] for caching the prepared designs of the coarse redshift chunks.
 CACHE_BYTES = 768 * 2**20
 
@@ -141,6 +143,9 @@ class SpectralModel:
         self.templates = tpl.smoothed(self.sigma_ln_cont)
         self.T = len(self.templates.names)
         self._tplT = torch.tensor(self.templates.flux, dtype=dtype, device=self.device)  # (T, L)
+        flux = self.templates.flux
+        slope = np.concatenate([np.diff(flux, axis=1), np.zeros((flux.shape[0], 1))], axis=1)
+        self._tab = torch.tensor(np.concatenate([flux.T, slope.T], axis=1), dtype=dtype, device=self.device)
         self._ln0 = float(self.templates.loglam[0])
         self._dln = self.templates.dloglam
         self._lnwave = torch.tensor(np.log(wave), dtype=torch.float64, device=self.device)
@@ -186,20 +191,22 @@ class SpectralModel:
 
     # -- design ---------------------------------------------------------------------------
     def continuum(self, z) -> torch.Tensor:
-        """Continuum templates at each pixel for redshifts z: Tensor (Z, T, M + 1)."""
+        """Continuum templates at each pixel for redshifts z: Tensor (Z, T, M + 1).
+
+        Linear interpolation of the LSF-smoothed rest-frame templates at lambda / (1 + z); 0
+        outside the templates' coverage and at the padding pixel M.
+        """
         u = torch.tensor(np.log1p(np.asarray(z, dtype=np.float64)), dtype=torch.float64, device=self.device)
-        pos = (self._lnwave[None, :] - u[:, None] - self._ln0) / self._dln
-        L = self._tplT.shape[1]
-        i0 = pos.floor().clamp(0, L - 2).to(torch.long)
-        frac = (pos - i0).to(self.dtype)
+        pos = ((self._lnwave[None, :] - self._ln0) / self._dln - (u / self._dln)[:, None]).to(self.dtype)
+        L = self._tab.shape[0]
+        i0 = pos.floor().clamp_(0, L - 2)
+        frac = (pos - i0).clamp_(0.0, 1.0) * ((pos >= 0) & (pos <= L - 1)).to(self.dtype)
         inside = ((pos >= 0) & (pos <= L - 1)).to(self.dtype)
-        w1 = frac * inside
-        w0 = inside - w1
-        out = torch.empty((len(u), self.T, self.M + 1), dtype=self.dtype, device=self.device)
+        g = self._tab[i0.to(torch.long)]  # (Z, M, 2T): value, slope
+        T = self.T
+        out = torch.empty((len(u), T, self.M + 1), dtype=self.dtype, device=self.device)
         out[:, :, self.M] = 0.0
-        for t in range(self.T):
-            row = self._tplT[t]
-            out[:, t, : self.M] = row[i0] * w0 + row[i0 + 1] * w1
+        out[:, :, : self.M] = ((g[..., :T] + g[..., T:] * frac[..., None]) * inside[..., None]).permute(0, 2, 1)
         return out
 
     def design(self, z, cont: torch.Tensor | None = None) -> Design:
@@ -530,6 +537,9 @@ class RedshiftEngine:
         self.solver = solver
         self.stride = self._stride(cfg.stride)
         self.workers = int(cfg.workers) if cfg.workers else default_workers()
+        # keep the per-chunk continuum products (zchunk x pairs x pixels) within ~64 MB
+        npairs = self.model.T * (self.model.T + 1) // 2
+        self.zchunk = int(max(16, min(cfg.zchunk, 64 * 2**20 // (4 * npairs * (self.model.M + 1)))))
         import threading
 
         self._cache: dict = {}
@@ -559,8 +569,9 @@ class RedshiftEngine:
         if self.solver == "numba":
             return nnls_packed_numba(A.cpu().numpy(), b.cpu().numpy(), pat, need_x=need_x)
         N, Z, R = A.shape
-        At = A.reshape(N * Z, R).T.contiguous()
-        bt = b.reshape(N * Z, -1).T.contiguous()
+        # float64 solve: float32 needs a ridge that biases near-collinear templates
+        At = A.reshape(N * Z, R).T.to(torch.float64).contiguous()
+        bt = b.reshape(N * Z, -1).T.to(torch.float64).contiguous()
         x = nnls_packed(At, bt, pat)
         red = 2 * (bt * x).sum(0) - (x * pat.matvec(At, x)).sum(0)
         red = red.double().cpu().numpy().reshape(N, Z)
@@ -611,13 +622,13 @@ class RedshiftEngine:
             return self.model.continuum(self.z[zi])
         return self._cont_all[torch.as_tensor(zi, device=self.model.device)]
 
-    def _prepared(self, sel: np.ndarray) -> dict:
+    def _prepared(self, sel: np.ndarray, shared: bool = True) -> dict:
         """Prepared design of grid indices ``sel``, cached across calls within a memory budget."""
-        key = (int(sel[0]), int(sel[-1]), len(sel))
+        key = (int(sel[0]), int(sel[-1]), len(sel), shared)
         prep = self._cache.get(key)
         if prep is None:
-            prep = self.model.prepare(self.model.design(self.z[sel], self._continuum(sel)))
-            nbytes = sum(t.numel() * t.element_size() for t in (prep["d"].cont, prep["prod"]))
+            prep = self.model.prepare(self.model.design(self.z[sel], self._continuum(sel)), shared=shared)
+            nbytes = sum(t.numel() * t.element_size() for t in (prep["d"].cont, prep["prod"]) if t is not None)
             with self._lock:
                 if self._cache_bytes + nbytes <= CACHE_BYTES:
                     self._cache[key] = prep
@@ -643,8 +654,18 @@ class RedshiftEngine:
         out = np.empty((N, len(zi)))
         Wt_all, WFt_all = self._padded(F, W)
 
+        zchunk = self.zchunk
+
         def chunk(c0):
-            sel = zi[c0 : c0 + cfg.zchunk]
+            sel = zi[c0 : c0 + zchunk]
+            if N < SMALL_BATCH:  # few spectra: per-spectrum products, no shared continuum GEMM
+                prep = self._prepared(sel, shared=False)
+                for n in range(N):
+                    pairs = torch.full((len(sel),), n, dtype=torch.long, device=self.model.device)
+                    A, b, pat = self.model.normal_equations(prep, Wt_all, WFt_all, pairs=pairs)
+                    _, red = self._solve(A.view(1, len(sel), -1), b.view(1, len(sel), -1), pat)
+                    out[n, c0 : c0 + len(sel)] = ff[n] - red[0]
+                return
             prep = self._prepared(sel)
             for n0 in range(0, N, cfg.batch):
                 Wt, WFt = Wt_all[n0 : n0 + cfg.batch], WFt_all[n0 : n0 + cfg.batch]
@@ -654,7 +675,7 @@ class RedshiftEngine:
                 out[n0 : n0 + nb, c0 : c0 + len(sel)] = ff[n0 : n0 + nb, None] - red
 
         with _torch_threads(1 if self.workers > 1 else None):
-            self._map(chunk, list(range(0, len(zi), cfg.zchunk)))
+            self._map(chunk, list(range(0, len(zi), zchunk)))
         return out
 
     def _fit_pairs(self, F, W, ff, spec, zi, chunk: int = 2048, need_x: bool = True):
