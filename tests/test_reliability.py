@@ -159,6 +159,12 @@ def test_pdf_transform_channels():
     assert x[0, 1].max() == pytest.approx(1.0) and x[0, 1].min() == 0.0  # clipped log, peak at 1
     assert not x[1].any()  # no data: all zeros
     assert PdfTransform(GRID, ["log"])(log_pdf[0]).shape == (1, GRID.size)  # one sample, as the loader gives
+    # Max-pooling by 4 (848 = 4 x 212): the max of each group of 4 cells, for both channels.
+    pooled = PdfTransform(GRID, pool=4)(log_pdf)
+    assert pooled.shape == (2, 2, 212)
+    np.testing.assert_allclose(pooled[0, 1], x[0, 1].reshape(212, 4).max(axis=1), atol=1e-6)
+    np.testing.assert_allclose(pooled[0, 0], x[0, 0].reshape(212, 4).max(axis=1), rtol=2e-3)
+    assert PdfTransform(GRID, pool=5)(log_pdf).shape[-1] == 170  # the last cell pools 3 points
     with pytest.raises(UserError, match="channels"):
         PdfTransform(GRID, ["pdf", "pdf"])
 
@@ -180,7 +186,7 @@ def make_model_dir(path, grid=GRID, scheme="classical", seed=0):
     path.mkdir(parents=True, exist_ok=True)
     torch.save({"hyper_parameters": {"config": config, "input_shape": (2, grid.size), "names": list(scheme.classes)},
                 "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()}}, path / EXPORTED_WEIGHTS)
-    write_metadata(path, model_metadata(grid, scheme, ["pdf", "log"], Calibration(0.5, np.zeros(scheme.n_classes))))
+    write_metadata(path, model_metadata(grid, scheme, ["pdf", "log"], 1, Calibration(0.5, np.zeros(scheme.n_classes))))
     return path
 
 

@@ -33,7 +33,10 @@ def register_verbs(verbs) -> None:
     p.add_argument("--zwindow", type=float, nargs=2, metavar=("ZMIN", "ZMAX"),
                    help=f"true-redshift window of a success (euclid default: {EUCLID_WINDOW[0]} {EUCLID_WINDOW[1]})")
     p.add_argument("--channels", default="pdf,log", help="network input: pdf, log or pdf,log (default)")
-    p.add_argument("--config", default="zpdf_cnn", help="training YAML (default: the packaged zpdf_cnn)")
+    p.add_argument("--pool", type=int, default=16,
+                   help="max-pool the log PDF by this many grid points before the network (default 16)")
+    p.add_argument("--config", help="training YAML (default: reliability_cnn.yaml of the package; "
+                   "or an example name such as zpdf_cnn)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config entry, e.g. --set optimizer.lr=1e-3 (repeatable)")
     p.add_argument("--no-baseline", action="store_true", help="skip the descriptors + GBM baseline")
@@ -101,11 +104,11 @@ def cmd_train(args) -> int:
     shards = open_training_data(args.data, out / "data", progress=True)
     options = {k: v for k, v in (("max_epochs", args.max_epochs), ("accelerator", args.accelerator),
                                  ("devices", args.devices)) if v is not None}
-    from .train import train_reliability
+    from .train import DEFAULT_CONFIG, train_reliability
 
     try:
-        summary = train_reliability(shards, _scheme(args), out, config=args.config, overrides=args.set,
-                                    channels=channels, resume=args.resume, overwrite=args.overwrite,
+        summary = train_reliability(shards, _scheme(args), out, config=args.config or DEFAULT_CONFIG,
+                                    overrides=args.set, channels=channels, pool=args.pool, resume=args.resume, overwrite=args.overwrite,
                                     baseline=not args.no_baseline, **options)
     except KeyboardInterrupt:
         raise UserError(f"training interrupted; continue with the same command and --resume") from None

@@ -30,11 +30,14 @@ from .descriptors import DESCRIPTOR_NAMES
 from .labels import LabelScheme
 
 BASELINE_FILE = "baseline_gbm.pkl"
-DEFAULT_CONFIG = "zpdf_cnn"
+#: The reliability network configuration shipped with this package.
+DEFAULT_CONFIG = Path(__file__).with_name("reliability_cnn.yaml")
+#: Default max-pooling of the log PDF before the network (see ``PdfTransform``).
+DEFAULT_POOL = 16
 
 
 def train_reliability(shards, scheme: LabelScheme, out_dir, *, config=DEFAULT_CONFIG, overrides=(),
-                      channels=CHANNELS, resume: bool = False, overwrite: bool = False, baseline: bool = True,
+                      channels=CHANNELS, pool: int = DEFAULT_POOL, resume: bool = False, overwrite: bool = False, baseline: bool = True,
                       **trainer_options) -> dict:
     """Train, calibrate and describe a reliability classifier in ``out_dir``.
 
@@ -47,11 +50,14 @@ def train_reliability(shards, scheme: LabelScheme, out_dir, *, config=DEFAULT_CO
     out_dir : path-like
         Run directory.
     config : str or path-like or mapping
-        Training configuration, or the name of a bundled one (default ``zpdf_cnn``).
+        Training configuration (default: ``reliability_cnn.yaml`` of this package), or the name
+        of an example configuration of the training engine (``zpdf_cnn``).
     overrides : sequence of str
         ``section.key=value`` overrides of the configuration.
     channels : sequence of str
         Network input channels (see :class:`~astrolearn.redshift.reliability.classifier.PdfTransform`).
+    pool : int
+        Max-pooling of the log PDF before the network.
     resume, overwrite : bool
         See :func:`astrolearn.training.fit`.
     baseline : bool
@@ -73,7 +79,7 @@ def train_reliability(shards, scheme: LabelScheme, out_dir, *, config=DEFAULT_CO
         config = example_config(config)
     config = resolve_config(config, overrides)
     data = ShardDataModule(shards, "log_pdf", SchemeTargets(scheme), target_names=scheme.classes,
-                           transform=PdfTransform(grid, channels), **config["data"])
+                           transform=PdfTransform(grid, channels, pool), **config["data"])
     counts = np.bincount(data.train_targets(), minlength=scheme.n_classes)
     if np.count_nonzero(counts) < 2:
         raise UserError(f"the training split has a single class ({dict(zip(scheme.classes, counts.tolist()))})")
@@ -94,7 +100,7 @@ def train_reliability(shards, scheme: LabelScheme, out_dir, *, config=DEFAULT_CO
     if baseline:
         summary["baseline_val_accuracy"] = train_baseline(shards, scheme, data.train_indices, data.val_indices,
                                                           out_dir / BASELINE_FILE, grid)
-    write_metadata(out_dir, model_metadata(grid, scheme, channels, calibration, summary))
+    write_metadata(out_dir, model_metadata(grid, scheme, channels, pool, calibration, summary))
     return summary
 
 
