@@ -67,7 +67,7 @@ def test_stride_pass_matches_exact_chi2():
     cfg = NispConfig(zmin=1.1, zmax=1.4, flux_min=3e-16, flux_max=5e-16, no_line_fraction=0.0)
     flux, noise, params = simulate_batch(cfg, np.random.default_rng(2), 2)
     ivar = 1.0 / noise.astype(float) ** 2
-    assert engine.stride == 3
+    assert engine.stride == 6
     chi, exact = engine.chi2_grid(flux, ivar)
     full = engine.chi2_at(flux, ivar, np.arange(grid.size))
     assert np.allclose(chi[exact], full[exact], rtol=1e-4, atol=1e-2)

@@ -51,6 +51,8 @@ def register(subparsers) -> None:
     e.add_argument("--stride", default="auto",
                    help="coarse-pass stride: auto (default) or an integer; 1 = exact chi2 on every grid point")
     e.add_argument("--chunk-size", type=int, default=1000, help="spectra per output file (default 1000)")
+    e.add_argument("--save-chi2", action="store_true",
+                   help="also store chi2(z) and the mask of exactly computed grid points")
     e.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="normal-equation precision")
     e.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     e.add_argument("--workers", type=int, default=None, help="CPU worker threads (default: available CPUs)")
@@ -102,7 +104,7 @@ def _estimate(args: argparse.Namespace) -> int:
         lp = log_prior(grid, read_prior(args.prior))
     info = estimate(args.input, args.out, cfg, resolution=args.resolution, log_prior=lp,
                     prior_desc=str(args.prior) if args.prior else None, chunk_size=args.chunk_size,
-                    overwrite=args.overwrite, progress=not args.quiet)
+                    overwrite=args.overwrite, progress=not args.quiet, save_chi2=args.save_chi2)
     print(f"{info['summary']}: {info['n']} spectra estimated in {info['seconds']:.1f} s "
           f"({info['spectra_per_s']:.1f} spectra/s)")
     return 0

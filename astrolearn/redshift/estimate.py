@@ -40,7 +40,7 @@ def _our_files(out: Path) -> list[Path]:
 
 def estimate(input_path, out, config: EngineConfig | None = None, resolution: float | None = None,
              log_prior=None, prior_desc=None, chunk_size: int = 1000, overwrite: bool = False,
-             progress: bool = True) -> dict:
+             progress: bool = True, save_chi2: bool = False) -> dict:
     """Estimate redshifts of every spectrum of ``input_path`` into directory ``out``.
 
     Parameters
@@ -63,6 +63,8 @@ def estimate(input_path, out, config: EngineConfig | None = None, resolution: fl
         Replace an existing output directory's results.
     progress : bool
         tqdm progress bar.
+    save_chi2 : bool
+        Also store chi2(z) and the mask of exactly computed grid points.
 
     Returns
     -------
@@ -79,7 +81,7 @@ def estimate(input_path, out, config: EngineConfig | None = None, resolution: fl
     out = Path(out)
     desc = {"kind": "astrolearn.redshift.estimate", "input": str(input_path.resolve()),
             "engine": config.to_dict(), "resolution": resolution, "prior": prior_desc,
-            "chunk_size": int(chunk_size), "n_chunks": len(chunks),
+            "chunk_size": int(chunk_size), "n_chunks": len(chunks), "save_chi2": bool(save_chi2),
             "n_spectra": int(sum(c.count for c in chunks))}
     manifest = out / "run.json"
     created = False
@@ -131,7 +133,7 @@ def estimate(input_path, out, config: EngineConfig | None = None, resolution: fl
             rio.write_chunk(out / rio.CHUNK_PATTERN.format(i), res, sp, ch.first_row, eng.grid,
                             {"engine": config.to_dict(), "source": str(ch.source), "chunk_index": i,
                              "stride": eng.stride, "resolution_median": float(np.median(sp.wave / lsf) / 2.3548),
-                             "flux_unit": rio.FLUX_UNIT})
+                             "flux_unit": rio.FLUX_UNIT}, save_chi2=save_chi2)
             done_now += len(sp.flux)
             bar.update(len(sp.flux))
         bar.close()

@@ -449,14 +449,15 @@ def open_input(path, chunk_size: int = 1000) -> list[Chunk]:
 CHUNK_PATTERN = "zpdf-{:05d}.h5"
 
 
-def write_chunk(path, result, spectra: Spectra, first_row: int, grid, attrs: dict) -> Path:
+def write_chunk(path, result, spectra: Spectra, first_row: int, grid, attrs: dict, save_chi2: bool = False) -> Path:
     """Write the estimates of one chunk (HDF5, atomically).
 
     Datasets: ``targetid`` (N,), ``row`` (N,) position in the input, ``z``, ``z_err``,
     ``z_proba``, ``chi2_min``, ``npix``, ``status`` (int8; attribute ``names``),
     ``cand_z``/``cand_dz``/``cand_proba``/``cand_logpdf``/``cand_index`` (N, C),
     ``log_pdf`` (N, Z) float32 (normalised: sum of trapezoid weights x exp = 1),
-    ``chi2`` (N, Z) float32, ``exact`` (N, Z) bool (chi2 computed, not interpolated),
+    with ``save_chi2`` also ``chi2`` (N, Z) float32 and ``exact`` (N, Z) bool (chi2 computed,
+    not interpolated),
     ``zgrid`` (Z,), ``coeffs`` (N, K) (attribute ``names``: line fluxes [erg/s/cm2], template
     amplitudes), and ``params`` (N, P) with attribute ``names`` = the input truth when present.
     File attributes: the grid metadata (``zmin``, ``zmax``, ``zstep``, ``sampling``, ``nz``),
@@ -487,8 +488,9 @@ def write_chunk(path, result, spectra: Spectra, first_row: int, grid, attrs: dic
             ds("cand_logpdf", c.log_pdf)
             ds("cand_index", c.index)
             ds("log_pdf", np.asarray(result.log_pdf, dtype=np.float32))
-            ds("chi2", np.asarray(result.chi2, dtype=np.float32))
-            ds("exact", np.asarray(result.exact, dtype=bool))
+            if save_chi2:
+                ds("chi2", np.asarray(result.chi2, dtype=np.float32))
+                ds("exact", np.asarray(result.exact, dtype=bool))
             ds("zgrid", grid.z)
             co = ds("coeffs", np.asarray(result.coeffs, dtype=np.float64))
             co.attrs["names"] = json.dumps(list(result.coeff_names))

@@ -234,6 +234,41 @@ def quadratic_dz(log_pdf: np.ndarray, z: np.ndarray, index: int) -> float:
     return DZ_DEFAULT * (1.0 + z0)
 
 
+def quadratic_dz_batch(log_pdf: np.ndarray, z: np.ndarray, rows: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Vectorised :func:`quadratic_dz` for peaks at (rows, index) of a (N, Z) log PDF array."""
+    rows = np.asarray(rows, dtype=np.int64)
+    index = np.asarray(index, dtype=np.int64)
+    out = np.full(len(index), np.nan)
+    nz = len(z)
+    for half in (5, 2):
+        todo = np.flatnonzero(np.isnan(out))
+        if todo.size == 0:
+            break
+        offs = np.arange(-half, half + 1)
+        j = index[todo, None] + offs[None, :]
+        inside = (j >= 0) & (j < nz)
+        j = np.clip(j, 0, nz - 1)
+        x = z[j] - z[index[todo]][:, None]
+        y = log_pdf[rows[todo, None], j]
+        w = (inside & np.isfinite(y)).astype(np.float64)
+        y = np.where(w > 0, y, 0.0)
+        xs = x / np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-300)  # conditioning
+        V = np.stack([np.ones_like(xs), xs, xs * xs], axis=2)  # (n, k, 3)
+        G = np.einsum("nk,nki,nkj->nij", w, V, V)
+        h = np.einsum("nk,nki,nk->ni", w, V, y)
+        ok = (w.sum(axis=1) >= 3) & (np.abs(np.linalg.det(G)) > 1e-12)
+        c = np.full((todo.size, 3), np.nan)
+        if ok.any():
+            c[ok] = np.linalg.solve(G[ok], h[ok][..., None])[..., 0]
+        scale = np.maximum(np.abs(x).max(axis=1), 1e-300)
+        c2 = c[:, 2] / scale**2
+        good = np.isfinite(c2) & (c2 < 0)
+        out[todo[good]] = np.sqrt(-1.0 / (2.0 * c2[good]))
+    bad = np.isnan(out)
+    out[bad] = DZ_DEFAULT * (1.0 + z[index[bad]])
+    return out
+
+
 def integration_windows(zc: np.ndarray, dz: np.ndarray, zlo: float, zhi: float) -> np.ndarray:
     """Integration windows ``z +- 3 Dz`` of candidates, split where they overlap.
 
@@ -315,12 +350,17 @@ def candidates(log_pdf: np.ndarray, grid: ZGrid, n: int = 5, separation: float =
     peaks = find_peaks(log_pdf, grid, n=n, separation=separation)
     nspec = len(log_pdf)
     out = Candidates(*(np.full((nspec, n), np.nan) for _ in range(4)), np.full((nspec, n), -1, np.int64))
+    pr, pc = np.nonzero(peaks >= 0)
+    dz_all = np.full(peaks.shape, np.nan)
+    if pr.size:
+        dz_all[pr, pc] = quadratic_dz_batch(log_pdf, z, pr, peaks[pr, pc])
     for i in range(nspec):
-        idx = peaks[i][peaks[i] >= 0]
+        sel = peaks[i] >= 0
+        idx = peaks[i][sel]
         if idx.size == 0:
             continue
         zc = z[idx]
-        dz = np.array([quadratic_dz(log_pdf[i], z, j) for j in idx])
+        dz = dz_all[i][sel]
         win = integration_windows(zc, dz, z[0], z[-1])
         order = np.argsort(zc)
         shared_lo = np.zeros(len(idx), bool)
