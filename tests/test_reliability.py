@@ -159,11 +159,13 @@ def test_pdf_transform_channels():
     assert x[0, 1].max() == pytest.approx(1.0) and x[0, 1].min() == 0.0  # clipped log, peak at 1
     assert not x[1].any()  # no data: all zeros
     assert PdfTransform(GRID, ["log"])(log_pdf[0]).shape == (1, GRID.size)  # one sample, as the loader gives
-    # Max-pooling by 4 (848 = 4 x 212): the max of each group of 4 cells, for both channels.
+    # Pooling by 4 (848 = 4 x 212): the maxima of each cell (the PDF times the cell width).
     pooled = PdfTransform(GRID, pool=4)(log_pdf)
     assert pooled.shape == (2, 2, 212)
     np.testing.assert_allclose(pooled[0, 1], x[0, 1].reshape(212, 4).max(axis=1), atol=1e-6)
-    np.testing.assert_allclose(pooled[0, 0], x[0, 0].reshape(212, 4).max(axis=1), rtol=2e-3)
+    np.testing.assert_allclose(pooled[0, 0], 4 * x[0, 0].reshape(212, 4).max(axis=1), rtol=3e-3, atol=1e-30)
+    # Broad PDF (flat on the scale of a cell): the cells' values are their probabilities.
+    assert PdfTransform(GRID, pool=4)(gaussian_log_pdf(GRID, 1.2, 0.2))[0].sum() == pytest.approx(1.0, rel=1e-3)
     assert PdfTransform(GRID, pool=5)(log_pdf).shape[-1] == 170  # the last cell pools 3 points
     with pytest.raises(UserError, match="channels"):
         PdfTransform(GRID, ["pdf", "pdf"])

@@ -91,14 +91,18 @@ class PdfTransform:
     """Log PDFs (..., Z) -> network input (..., C, ceil(Z / pool)) float32 (picklable).
 
     The log PDF is first max-pooled by ``pool`` grid points (Amazed's grids oversample the
-    peaks: at the default step 1e-4 in ln(1 + z) a peak of Dz ~ 0.002 (1 + z) spans ~40 points).
-    Max-pooling commutes with the exponential, so this is the max-pooling layer a network
-    would start with, done once on the raw input: it keeps the peaks and makes everything
-    after it ``pool`` times cheaper. Then, per pooled cell:
+    peaks: at the default step 1e-4 in ln(1 + z) a peak of Dz ~ 0.002 (1 + z) spans ~40
+    points). Max-pooling commutes with the exponential, so this is the max-pooling layer a
+    network would start with, done once on the raw input: it keeps each peak's height and
+    makes everything after it ``pool`` times cheaper (the exponential of the whole grid would
+    cost more than the network). Then, per cell:
 
-    - ``pdf``: the probability mass of the grid cell holding the maximum, ``p(z) w(z)`` (the
-      engine's PDFs are normalised, so the masses of the full grid sum to 1);
-    - ``log``: ``log p`` relative to its maximum, clipped at ``-LOG_FLOOR`` and mapped to [0, 1].
+    - ``pdf``: the highest PDF value of the cell times the cell width, ``max p(z) x sum w``
+      (the cell's probability for a PDF flat over the cell; an upper bound otherwise): how the
+      mass is shared between peaks;
+    - ``log``: the highest ``log p`` of the cell relative to the global maximum, clipped at
+      ``-LOG_FLOOR`` and mapped to [0, 1]: the peaks, including the secondary ones that hold
+      too little mass to show in ``pdf``.
 
     Parameters
     ----------
@@ -118,9 +122,8 @@ class PdfTransform:
         if not (isinstance(pool, int) and pool >= 1):
             raise UserError(f"input pooling must be an integer >= 1, not {pool!r}")
         self.channels, self.pool, self.size = channels, pool, grid.size
-        w = np.pad(grid.weights, (0, -grid.size % pool), mode="edge")
-        # Weight of the pooled cell: the mean of its points' (varies by < 1e-3 within a cell).
-        self.log_weights = np.log(w.reshape(-1, pool).mean(axis=1)).astype(np.float32)
+        w = np.pad(grid.weights, (0, -grid.size % pool))  # the last cell may hold fewer points
+        self.log_widths = np.log(w.reshape(-1, pool).sum(axis=1)).astype(np.float32)
 
     def __call__(self, log_pdf) -> np.ndarray:
         import torch
@@ -137,7 +140,7 @@ class PdfTransform:
         out = []
         for name in self.channels:
             if name == "pdf":
-                out.append(torch.exp(lp + torch.from_numpy(self.log_weights)))
+                out.append(torch.exp(lp + torch.from_numpy(self.log_widths)))
             else:
                 # A row without any finite value (no data) stays at -inf: an all-zero input.
                 rel = lp - torch.where(torch.isfinite(top), top, 0.0)
