@@ -164,8 +164,8 @@ def test_pdf_transform_channels():
     assert pooled.shape == (2, 2, 212)
     np.testing.assert_allclose(pooled[0, 1], x[0, 1].reshape(212, 4).max(axis=1), atol=1e-6)
     np.testing.assert_allclose(pooled[0, 0], 4 * x[0, 0].reshape(212, 4).max(axis=1), rtol=3e-3, atol=1e-30)
-    # Broad PDF (flat on the scale of a cell): the cells' values are their probabilities.
-    assert PdfTransform(GRID, pool=4)(gaussian_log_pdf(GRID, 1.2, 0.2))[0].sum() == pytest.approx(1.0, rel=1e-3)
+    # Broad PDF (nearly flat over a cell): the cells' values are their probabilities, from above.
+    assert 1.0 <= PdfTransform(GRID, pool=4)(gaussian_log_pdf(GRID, 1.2, 0.2))[0].sum() < 1.02
     assert PdfTransform(GRID, pool=5)(log_pdf).shape[-1] == 170  # the last cell pools 3 points
     with pytest.raises(UserError, match="channels"):
         PdfTransform(GRID, ["pdf", "pdf"])
