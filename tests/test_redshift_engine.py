@@ -31,7 +31,7 @@ def test_chi2_of_exact_template_is_zero(engine64):
     x = np.zeros(len(names))
     x[names.index("Halpha")] = 3e-16
     x[names.index("NII")] = 1e-16
-    x[names.index("SIII9533")] = 5e-17
+    x[names.index("SIII")] = 5e-17
     x[names.index("kcorrect1")] = 4e-19
     x[names.index("kcorrect4")] = 2e-19
     flux = (A @ x)[None]

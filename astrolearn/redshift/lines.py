@@ -59,25 +59,22 @@ class LineGroup:
         return np.array([LINES[k] for k in self.lines])
 
 
-#: Default engine line groups (emission). Doublet ratios from atomic physics
-#: ([NII], [OIII]: 1:2.95 and 1:2.98; [SIII] 9071:9533 = 1:2.44) or typical values
-#: ([SII] 6718/6733 = 1.2, [OII] 3730/3727 = 1.3; unresolved at NISP resolution).
+#: Default engine line groups (emission). Doublet ratios from atomic physics ([NII], [OIII]:
+#: 1:2.95 and 1:2.98; [SIII] 9071:9533 = 1:2.44), typical values ([SII] 6718/6733 = 1.2,
+#: [OII] 3730/3727 = 1.3; unresolved at NISP resolution) and case-B recombination for the
+#: Balmer lines below Halpha (Hbeta:Hgamma:Hdelta = 1:0.468:0.259) and the Paschen series
+#: (Paalpha:Pabeta:Pagamma:Padelta = 2.05:1:0.558:0.343). Tying the weak lines into few groups
+#: keeps the number of free amplitudes small, which limits fits of noise at wrong redshifts.
 DEFAULT_GROUPS: tuple[LineGroup, ...] = (
     LineGroup("Halpha", ("Halpha",), (1.0,)),
     LineGroup("NII", ("NII6550", "NII6585"), (1.0 / 2.95, 1.0)),
     LineGroup("SII", ("SII6718", "SII6733"), (1.2, 1.0)),
-    LineGroup("Hbeta", ("Hbeta",), (1.0,)),
+    LineGroup("Balmer", ("Hbeta", "Hgamma", "Hdelta"), (1.0, 0.468, 0.259)),
     LineGroup("OIII", ("OIII4960", "OIII5008"), (1.0 / 2.98, 1.0)),
     LineGroup("OII", ("OII3727", "OII3730"), (1.0, 1.3)),
-    LineGroup("Hgamma", ("Hgamma",), (1.0,)),
-    LineGroup("Hdelta", ("Hdelta",), (1.0,)),
-    LineGroup("SIII9071", ("SIII9071",), (1.0,)),
-    LineGroup("SIII9533", ("SIII9533",), (1.0,)),
+    LineGroup("SIII", ("SIII9071", "SIII9533"), (1.0 / 2.44, 1.0)),
     LineGroup("HeI10833", ("HeI10833",), (1.0,)),
-    LineGroup("Padelta", ("Padelta",), (1.0,)),
-    LineGroup("Pagamma", ("Pagamma",), (1.0,)),
-    LineGroup("Pabeta", ("Pabeta",), (1.0,)),
-    LineGroup("Paalpha", ("Paalpha",), (1.0,)),
+    LineGroup("Paschen", ("Paalpha", "Pabeta", "Pagamma", "Padelta"), (2.05, 1.0, 0.558, 0.343)),
 )
 
 #: Emission lines removed from the continuum templates (vacuum, Angstrom): the catalogue
