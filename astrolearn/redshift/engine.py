@@ -682,7 +682,10 @@ class RedshiftEngine:
         out = np.empty((N, len(zi)))
         Wt_all, WFt_all = self._padded(F, W)
 
-        zchunk = self.zchunk
+        # equal chunks, a multiple of the worker count (load balance)
+        nchunks = -(-len(zi) // self.zchunk)
+        nchunks = self.workers * -(-nchunks // self.workers) if len(zi) >= 64 * self.workers else nchunks
+        zchunk = -(-len(zi) // nchunks)
 
         def chunk(c0):
             sel = zi[c0 : c0 + zchunk]
@@ -727,9 +730,9 @@ class RedshiftEngine:
                 cols = list(d.groups) + list(range(ng, ng + self.model.T))
                 coeffs[p0 : p0 + n, cols] = x[:, 0, :]
 
-        if len(spec) > 2 * chunk:
-            chunk = -(-len(spec) // max(2, self.workers))
-            chunk = min(chunk, 4096)
+        njobs = -(-len(spec) // chunk)
+        njobs = self.workers * -(-njobs // self.workers) if len(spec) >= 256 * self.workers else njobs
+        chunk = max(1, -(-len(spec) // max(njobs, 1)))
         with _torch_threads(1 if self.model.device.type == "cpu" else None):
             self._map(job, list(range(0, len(spec), chunk)))
         return chi2, coeffs
