@@ -22,9 +22,9 @@ def _noiseless(inst, n, seed, static=False):
 
 def test_noiseless_recovery():
     inst = circular(npix=64)
-    params, names, images = _noiseless(inst, 6, 3)
+    params, names, images = _noiseless(inst, 4, 3)
     weights = np.ones_like(images) / images.max() ** 2
-    result = PsfFitter(inst, fit_static=False, batch=6).fit(images, weights)
+    result = PsfFitter(inst, fit_static=False, batch=4).fit(images, weights)
     for name in ("r0", "bck", "amp", "alpha", "beta"):
         truth = params[:, names.index(name)]
         err = np.abs(result.values[:, result.names.index(name)] - truth) / truth

@@ -191,6 +191,7 @@ class PsfFitter:
         cost = lambda m, i=slice(None): ((sw[i] * (m - data[i])) ** 2).sum(dim=(1, 2))  # noqa: E731
         lam = torch.full((n,), 1e-3, dtype=self.dtype)
         cur = cost(self._model_image(z))
+        first = cur.clone()
         active = torch.ones(n, dtype=torch.bool)
         niter = torch.zeros(n, dtype=torch.long)
         calm = torch.zeros(n, dtype=torch.long)
@@ -227,7 +228,9 @@ class PsfFitter:
                 small = better & (rel < self.tol)
                 calm[idx[better & ~small]] = 0
                 calm[idx[small]] += 1
-                done_now = small & (calm[idx] >= 3)
+                # A noiseless image fitted to round-off keeps decreasing in relative terms.
+                exact = better & (c_try < 1e-20 * first[idx])
+                done_now = (small & (calm[idx] >= 3)) | exact
                 cur[idx[better]] = c_try[better]
                 lam[idx[better]] = (lam[idx[better]] / 3).clamp(min=1e-9)
                 lam[idx[pending & ~better]] *= 2
