@@ -4,6 +4,7 @@
     python benchmarks/redshift_reliability.py train       [--labels classical 3class] [--max-epochs 30]
     python benchmarks/redshift_reliability.py evaluate    [--labels classical 3class]
     python benchmarks/redshift_reliability.py throughput  [--n 4096]
+    python benchmarks/redshift_reliability.py export      [--labels classical 3class]
 
 Every stage is resumable (rerun the same command after an interruption) and writes under
 ``--work`` (default ``runs/reliability``):
@@ -15,6 +16,9 @@ Every stage is resumable (rerun the same command after an interruption) and writ
 - ``run-<labels>``: training runs (CNN, calibration, descriptor baseline);
 - ``eval-<labels>``: reports (``report.md``, CSV, PNG);
 - ``throughput.json``: classifier PDFs/s and chain (estimate + reliability) spectra/s.
+
+``export`` copies the trained weights and metadata of each run into the package
+(``astrolearn/redshift/models/<labels>.pt`` and ``.json``): the shipped models.
 """
 
 from __future__ import annotations
@@ -130,9 +134,17 @@ def stage_throughput(args):
     print(json.dumps(result, indent=1))
 
 
+def stage_export(args):
+    from astrolearn.redshift.reliability.classifier import PACKAGED_DIR, export_model
+
+    for name in args.labels:
+        files = export_model(args.work / f"run-{name}", PACKAGED_DIR, name)
+        print(f"{files.weights} ({files.weights.stat().st_size / 1e3:.0f} kB), {files.metadata}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["data", "train", "evaluate", "throughput"])
+    ap.add_argument("stage", choices=["data", "train", "evaluate", "throughput", "export"])
     ap.add_argument("--work", type=Path, default=Path("runs/reliability"))
     ap.add_argument("--n-train", type=int, default=40000)
     ap.add_argument("--n-test", type=int, default=20000)
@@ -145,7 +157,9 @@ def main():
     ap.add_argument("--n", type=int, default=4096, help="PDFs timed (throughput)")
     ap.add_argument("--n-chain", type=int, default=256, help="spectra timed through the chain (throughput)")
     args = ap.parse_args()
-    {"data": stage_data, "train": stage_train, "evaluate": stage_evaluate, "throughput": stage_throughput}[args.stage](args)
+    stages = {"data": stage_data, "train": stage_train, "evaluate": stage_evaluate, "throughput": stage_throughput,
+              "export": stage_export}
+    stages[args.stage](args)
 
 
 if __name__ == "__main__":

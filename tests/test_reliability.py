@@ -192,6 +192,24 @@ def make_model_dir(path, grid=GRID, scheme="classical", seed=0):
     return path
 
 
+def test_folded_batchnorm_computes_the_same_function():
+    from astrolearn.redshift.reliability.classifier import fold_batchnorm
+    from astrolearn.training import resolve_config
+    from astrolearn.training.tasks import ClassificationModel
+
+    net = ClassificationModel(resolve_config({"model": TINY_MODEL}), (2, GRID.size), ["a", "b"]).net
+    for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm1d)):
+        for t in (bn.running_mean, bn.weight, bn.bias):
+            torch.nn.init.uniform_(t, -1, 1)
+        torch.nn.init.uniform_(bn.running_var, 0.5, 2)
+    x = torch.from_numpy(PdfTransform(GRID)(np.stack([gaussian_log_pdf(GRID, 1.1, 0.02)] * 3)))
+    with torch.inference_mode():
+        before = net.eval()(x)
+        after = fold_batchnorm(net)(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in net.modules())
+    np.testing.assert_allclose(after.numpy(), before.numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_model_refuses_pdfs_on_another_grid(tmp_path):
     model = ReliabilityModel(make_model_dir(tmp_path / "m", scheme="3class"))
     log_pdf = np.stack([gaussian_log_pdf(GRID, z, 0.01) for z in (0.8, 1.5)])

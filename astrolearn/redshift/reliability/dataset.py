@@ -29,8 +29,6 @@ from .descriptors import zpdf_descriptors
 from .labels import LabelScheme
 
 DOMAIN = "redshift-reliability"
-#: Names the true redshift may have among the truth columns, in order of preference.
-TRUE_Z_NAMES = ("z_true", "true_z", "ztrue", "z_sim")
 
 
 @dataclass
@@ -40,10 +38,10 @@ class Estimates:
     Attributes
     ----------
     table : dict of str to ndarray
-        Per-spectrum columns in input order (``targetid``, ``z``, ``z_err``, ``z_proba``,
-        ``status``, candidate columns, truth columns, ...).
+        Per-spectrum engine outputs in input order: ``z`` and ``z_proba``, and ``targetid``,
+        ``z_err`` when known.
     log_pdf : array-like, shape (N, Z)
-        Normalised log PDFs (ndarray or h5py dataset, sliced in chunks).
+        Normalised log PDFs (ndarray or :class:`RowStack`, read in slices).
     grid : ZGrid
     source : str
         Where they come from (for messages).
@@ -68,9 +66,10 @@ class Estimates:
 
     @property
     def z_true(self) -> np.ndarray:
+        """The true redshifts (``UserError`` for real data)."""
         if "z_true" not in self.truth:
-            raise UserError(f"{self.source}: no true redshift (a column among {', '.join(TRUE_Z_NAMES)}); "
-                            "training and evaluation need simulated spectra")
+            raise UserError(f"{self.source}: no true redshift (truth column z); training and evaluation "
+                            "need estimates of simulated spectra")
         return self.truth["z_true"]
 
     def labels(self, scheme: LabelScheme) -> np.ndarray:
