@@ -4,6 +4,9 @@ The input is split into chunks (:func:`astrolearn.redshift.io.open_input`); each
 results go to ``zpdf-NNNNN.h5`` written atomically, so an interrupted run resumes with the
 missing chunks when rerun with the same settings (``run.json``). ``redshifts.csv`` and
 ``redshifts.fits`` are written last. A fresh run that fails on bad input removes what it wrote.
+With several chunks and ``workers > 1`` (CPU), chunks are processed by that many worker
+processes, each with a single-threaded engine (no GIL or thread oversubscription); a single
+chunk uses the engine's worker threads instead.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from .. import __version__
 from ..errors import UserError
 from ..io.shards import atomic_write
 from . import io as rio
-from .engine import EngineConfig, RedshiftEngine, lsf_sigma_from_resolution
+from .engine import EngineConfig, RedshiftEngine, default_workers, lsf_sigma_from_resolution
 
 #: Default resolving power when an input does not define its line-spread function.
 DEFAULT_R_NIR = 450.0  # NISP-like (median wavelength > 9000 A)
@@ -32,6 +35,34 @@ def _digest(*arrays) -> str:
     for a in arrays:
         h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
     return h.hexdigest()
+
+
+_ENGINES: dict = {}
+
+
+def _process_chunk(i, input_path, chunk_size, out, config, resolution, log_prior, save_chi2, chunks=None) -> int:
+    """Estimate chunk ``i`` of the input and write its file (also run in worker processes)."""
+    if chunks is None:
+        chunks = rio.open_input(input_path, chunk_size)
+    ch = chunks[i]
+    sp = ch.load()
+    lsf = sp.lsf_sigma
+    if resolution is not None:
+        lsf = lsf_sigma_from_resolution(sp.wave, resolution)
+    elif lsf is None:
+        r = DEFAULT_R_NIR if np.median(sp.wave) > 9000 else DEFAULT_R_OPT
+        lsf = lsf_sigma_from_resolution(sp.wave, r)
+    key = _digest(sp.wave, lsf, sp.pixel_width if sp.pixel_width is not None else [])
+    if key not in _ENGINES:
+        _ENGINES.clear()
+        _ENGINES[key] = RedshiftEngine(sp.wave, lsf, config, pixel_width=sp.pixel_width, log_prior=log_prior)
+    eng = _ENGINES[key]
+    res = eng.run(sp.flux, sp.ivar)
+    rio.write_chunk(out / rio.CHUNK_PATTERN.format(i), res, sp, ch.first_row, eng.grid,
+                    {"engine": config.to_dict(), "source": str(ch.source), "chunk_index": i,
+                     "stride": eng.stride, "resolution_median": float(np.median(sp.wave / lsf) / 2.3548),
+                     "flux_unit": rio.FLUX_UNIT}, save_chi2=save_chi2)
+    return len(sp.flux)
 
 
 def _our_files(out: Path) -> list[Path]:
@@ -109,33 +140,33 @@ def estimate(input_path, out, config: EngineConfig | None = None, resolution: fl
     if not manifest.exists():
         with atomic_write(manifest) as tmp:
             tmp.write_text(json.dumps(desc, indent=1))
-    engines: dict = {}
     t0 = time.perf_counter()
     done_now = 0
     try:
         todo = [i for i in range(len(chunks)) if not (out / rio.CHUNK_PATTERN.format(i)).exists()]
         bar = tqdm(total=sum(chunks[i].count for i in todo), desc="estimate", unit="spec", disable=not progress)
-        for i in todo:
-            ch = chunks[i]
-            sp = ch.load()
-            lsf = sp.lsf_sigma
-            if resolution is not None:
-                lsf = lsf_sigma_from_resolution(sp.wave, resolution)
-            elif lsf is None:
-                r = DEFAULT_R_NIR if np.median(sp.wave) > 9000 else DEFAULT_R_OPT
-                lsf = lsf_sigma_from_resolution(sp.wave, r)
-            key = _digest(sp.wave, lsf, sp.pixel_width if sp.pixel_width is not None else [])
-            if key not in engines:
-                engines.clear()
-                engines[key] = RedshiftEngine(sp.wave, lsf, config, pixel_width=sp.pixel_width, log_prior=log_prior)
-            eng = engines[key]
-            res = eng.run(sp.flux, sp.ivar)
-            rio.write_chunk(out / rio.CHUNK_PATTERN.format(i), res, sp, ch.first_row, eng.grid,
-                            {"engine": config.to_dict(), "source": str(ch.source), "chunk_index": i,
-                             "stride": eng.stride, "resolution_median": float(np.median(sp.wave / lsf) / 2.3548),
-                             "flux_unit": rio.FLUX_UNIT}, save_chi2=save_chi2)
-            done_now += len(sp.flux)
-            bar.update(len(sp.flux))
+        workers = int(config.workers) if config.workers else default_workers()
+        args = (input_path, chunk_size, out, config, resolution, log_prior, save_chi2)
+        if workers > 1 and len(todo) > 1 and str(config.device) == "cpu":
+            # several chunks: one process per CPU, each running a single-threaded engine
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            from dataclasses import replace
+
+            args = (input_path, chunk_size, out, replace(config, workers=1), resolution, log_prior, save_chi2)
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as ex:
+                futures = [ex.submit(_process_chunk, i, *args) for i in todo]
+                for fut in as_completed(futures):
+                    n = fut.result()
+                    done_now += n
+                    bar.update(n)
+        else:
+            for i in todo:
+                n = _process_chunk(i, *args, chunks=chunks)
+                done_now += n
+                bar.update(n)
         bar.close()
         parts = [rio.read_chunk(out / rio.CHUNK_PATTERN.format(i), skip=("log_pdf", "chi2", "exact", "zgrid"))
                  for i in range(len(chunks))]
