@@ -160,21 +160,22 @@ def binned_performance(estimates: Estimates, labels, scores, curves, by, n_bins:
 
     Each method selects with its own global threshold of purity 0.8 on ``success`` (the
     operating point of the whole set), so the bins show where that selection loses purity or
-    completeness.
+    completeness. Zero values (no Halpha line, or Halpha outside the spectrum) form their own
+    bin (``lo == hi == 0``); the positive values are split into ``n_bins`` quantile bins.
     """
     rows = []
     success = labels == 0
     cut = {m: curves[m, SUCCESS].at_purity(SEED_PURITY)[0] for m in scores}
     for col in by:
         values = np.asarray(estimates.truth[col], dtype=float)
-        ok = np.isfinite(values)
-        if ok.sum() < n_bins:
-            continue
-        edges = np.unique(np.quantile(values[ok], np.linspace(0, 1, n_bins + 1)))
-        index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
-        for b in range(len(edges) - 1):
-            inside = ok & (index == b)
-            row = {"column": col, "lo": float(edges[b]), "hi": float(edges[b + 1]), "n": int(inside.sum()),
+        positive = np.isfinite(values) & (values > 0)
+        bins = [(0.0, 0.0, values == 0)] if np.any(values == 0) else []
+        if positive.sum() >= n_bins:
+            edges = np.unique(np.quantile(values[positive], np.linspace(0, 1, n_bins + 1)))
+            index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+            bins += [(edges[b], edges[b + 1], positive & (index == b)) for b in range(len(edges) - 1)]
+        for lo, hi, inside in bins:
+            row = {"column": col, "lo": float(lo), "hi": float(hi), "n": int(inside.sum()),
                    "success_fraction": float(success[inside].mean()) if inside.any() else np.nan}
             for m in scores:
                 sel = inside & (scores[m][:, 0] >= cut[m]) if np.isfinite(cut[m]) else np.zeros_like(inside)
@@ -265,8 +266,10 @@ def plot_report(out: Path, curves, methods, classes, scores, labels, diagrams, c
         figures["Confusion matrices (rows: true class)"] = _save(fig, out / "confusion.png", plt)
 
     for col in dict.fromkeys(r["column"] for r in binned):
-        rows = [r for r in binned if r["column"] == col]
-        centre = np.array([np.sqrt(r["lo"] * r["hi"]) if r["lo"] > 0 else 0.5 * (r["lo"] + r["hi"]) for r in rows])
+        rows = [r for r in binned if r["column"] == col and r["hi"] > 0]  # the zero bin is in the table
+        if not rows:
+            continue
+        centre = np.array([np.sqrt(r["lo"] * r["hi"]) for r in rows])
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         axes[0].plot(centre, [r["success_fraction"] for r in rows], "k.-", label="success fraction")
         for m in methods:
@@ -275,8 +278,7 @@ def plot_report(out: Path, curves, methods, classes, scores, labels, diagrams, c
         axes[0].set(xlabel=col, ylabel="completeness at global purity 0.8", title=f"completeness vs {col}")
         axes[1].set(xlabel=col, ylabel="purity", title=f"purity vs {col}")
         for ax in axes:
-            if np.all(centre > 0):
-                ax.set_xscale("log")
+            ax.set_xscale("log")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         fig.tight_layout()
@@ -330,7 +332,8 @@ def markdown_report(model, estimates, summary, figures, binned, confusion) -> st
             lines += [f"{METHOD_NAMES[m]}:", "", markdown_table(rows, ["true", *[f"→ {c}" for c in classes]]), ""]
     if binned:
         lines += ["## Performance in bins of the truth", "",
-                  "Each method selects with its global purity-0.8 threshold.", ""]
+                  "Each method selects with its global purity-0.8 threshold; lo = hi = 0: no Halpha in the "
+                  "spectrum (no lines, or outside the wavelength range).", ""]
         cols = ["column", "lo", "hi", "n", "success_fraction", *[k for k in binned[0] if k.startswith(("completeness_", "purity_"))]]
         lines += [markdown_table(binned, cols), ""]
     lines += ["## Figures", ""] + [f"### {title}\n\n![{title}]({name})\n" for title, name in figures.items()]
