@@ -814,6 +814,29 @@ class RedshiftEngine:
         log_pdf = pdfmod.normalise_log_pdf(logpost, self.z)
         cand = pdfmod.candidates(log_pdf[ok], self.grid, n=self.config.n_candidates,
                                  separation=self.config.peak_separation)
+        if self.stride > 1 and ok.any():
+            # a best peak falling on interpolated chi2: compute it exactly around it, once
+            rows_ok = np.flatnonzero(ok)
+            best = cand.index[:, 0]
+            redo = [k for k in range(len(rows_ok)) if best[k] >= 0 and not exact[rows_ok[k], best[k]]]
+            if redo:
+                hw = self.config.refine_halfwidth * self.stride
+                spec, zi = [], []
+                for k in redo:
+                    n, j = rows_ok[k], best[k]
+                    idx = np.arange(max(0, j - hw), min(Z, j + hw + 1))
+                    idx = idx[~exact[n, idx]]
+                    spec.append(np.full(idx.size, n))
+                    zi.append(idx)
+                spec, zi = np.concatenate(spec), np.concatenate(zi)
+                vals, _ = self._fit_pairs(F, W, ff, spec, zi, need_x=False)
+                chi2[spec, zi] = vals
+                exact[spec, zi] = True
+                rows = rows_ok[redo]
+                logpost[rows] = -0.5 * chi2[rows] + self.log_prior
+                log_pdf[rows] = pdfmod.normalise_log_pdf(logpost[rows], self.z)
+                cand = pdfmod.candidates(log_pdf[ok], self.grid, n=self.config.n_candidates,
+                                         separation=self.config.peak_separation)
         C = self.config.n_candidates
 
         def expand(a, fill):
