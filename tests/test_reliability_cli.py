@@ -97,3 +97,17 @@ def test_train_then_evaluate_on_toy_pdfs(tmp_path):
         assert (tmp_path / "eval" / name).is_file(), name
     header, rows = read_rows(tmp_path / "eval" / "thresholds.csv")
     assert len(rows) == (3 + 1 + 3) * 3  # CNN and GBM: 3 classes, redshift probability: success; 3 purities
+
+
+def test_estimate_output_becomes_training_shards(chain, tmp_path):
+    from astrolearn.io.shards import read_shard
+    from astrolearn.redshift.reliability.dataset import SchemeTargets, open_estimates, open_training_data
+
+    shards = open_training_data([chain / "out"], tmp_path / "data")
+    assert open_training_data([chain / "out"], tmp_path / "data") == shards  # complete shards are kept
+    assert open_training_data([tmp_path / "data"], tmp_path / "unused") == shards  # shards are used as they are
+    shard = read_shard(shards[0])
+    e = open_estimates(chain / "out")
+    np.testing.assert_array_equal(shard.arrays["log_pdf"], e.log_pdf[0:6])
+    assert shard.arrays["descriptors"].shape == (6, 13)
+    assert SchemeTargets(SCHEMES["3class"])(shard.params, shard.names).tolist() == e.labels(SCHEMES["3class"]).tolist()
