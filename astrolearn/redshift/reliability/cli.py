@@ -96,22 +96,24 @@ def _scheme(args):
 
 
 def cmd_train(args) -> int:
-    from ...errors import UserError
-    from .dataset import open_training_data
+    import sys
 
+    from .dataset import open_training_data
+    from .train import DEFAULT_CONFIG, train_reliability
+
+    scheme = _scheme(args)  # option errors before the (long) copy of the estimates
     channels = [c.strip() for c in args.channels.split(",") if c.strip()]
     out = Path(args.out)
     shards = open_training_data(args.data, out / "data", progress=True)
     options = {k: v for k, v in (("max_epochs", args.max_epochs), ("accelerator", args.accelerator),
                                  ("devices", args.devices)) if v is not None}
-    from .train import DEFAULT_CONFIG, train_reliability
-
     try:
-        summary = train_reliability(shards, _scheme(args), out, config=args.config or DEFAULT_CONFIG,
-                                    overrides=args.set, channels=channels, pool=args.pool, resume=args.resume, overwrite=args.overwrite,
-                                    baseline=not args.no_baseline, **options)
+        summary = train_reliability(shards, scheme, out, config=args.config or DEFAULT_CONFIG, overrides=args.set,
+                                    channels=channels, pool=args.pool, resume=args.resume,
+                                    overwrite=args.overwrite, baseline=not args.no_baseline, **options)
     except KeyboardInterrupt:
-        raise UserError(f"training interrupted; continue with the same command and --resume") from None
+        print("astrolearn: training interrupted; continue it with the same command and --resume", file=sys.stderr)
+        raise
     print(f"trained {out}: validation NLL {summary['val_nll_raw']:.4f} -> {summary['val_nll_calibrated']:.4f} "
           f"after calibration")
     return 0

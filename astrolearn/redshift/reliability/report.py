@@ -38,8 +38,8 @@ from .descriptors import zpdf_descriptors
 from .labels import SUCCESS
 
 METHOD_NAMES = {"cnn": "CNN", "z_proba": "redshift probability", "gbm": "descriptors + GBM"}
-#: Truth columns binned by default, when present (Halpha flux, signal-to-noise ratio).
-BY_DEFAULT = ("halpha_flux", "flux_halpha", "snr", "snr_halpha", "halpha_snr")
+#: Truth columns binned by default, when present (the simulator's Halpha flux and S/N).
+BY_DEFAULT = ("halpha_flux", "halpha_snr")
 #: Points kept per curve in ``curves.csv`` (operating points are computed on the full curves).
 CURVE_POINTS = 1000
 

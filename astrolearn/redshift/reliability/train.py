@@ -37,8 +37,8 @@ DEFAULT_POOL = 16
 
 
 def train_reliability(shards, scheme: LabelScheme, out_dir, *, config=DEFAULT_CONFIG, overrides=(),
-                      channels=CHANNELS, pool: int = DEFAULT_POOL, resume: bool = False, overwrite: bool = False, baseline: bool = True,
-                      **trainer_options) -> dict:
+                      channels=CHANNELS, pool: int = DEFAULT_POOL, resume: bool = False, overwrite: bool = False,
+                      baseline: bool = True, **trainer_options) -> dict:
     """Train, calibrate and describe a reliability classifier in ``out_dir``.
 
     Parameters
