@@ -199,9 +199,13 @@ def _open_fits(path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
+    import warnings
+
     try:
-        hdul = fits.open(path, memmap=False)
-        _ = [h.header for h in hdul]  # force reading every header now
+        with warnings.catch_warnings():  # a corrupt file gets one error line, not warnings
+            warnings.simplefilter("ignore")
+            hdul = fits.open(path, memmap=False)
+            _ = [h.header for h in hdul]  # force reading every header now
     except Exception as exc:  # noqa: BLE001 - astropy raises many types for corrupt files
         raise UserError(f"{path}: not a readable FITS file ({exc.__class__.__name__}: {exc})") from None
     return hdul
