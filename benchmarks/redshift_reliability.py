@@ -74,9 +74,12 @@ def stage_data(args):
 
 
 def stage_train(args):
+    import torch
+
     from astrolearn.redshift.reliability.labels import get_scheme
     from astrolearn.redshift.reliability.train import train_reliability
 
+    torch.set_num_threads(args.threads)
     shards = sorted((args.work / "pdf" / "train").glob("shard-*.h5"))
     for name in args.labels:
         run = args.work / f"run-{name}"
@@ -152,7 +155,7 @@ def main():
     ap.add_argument("--max-epochs", type=int)
     ap.add_argument("--loader-workers", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2, help="engine worker threads")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (throughput)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (train, throughput)")
     ap.add_argument("--model", help="model for the throughput stage (default: run-classical)")
     ap.add_argument("--n", type=int, default=4096, help="PDFs timed (throughput)")
     ap.add_argument("--n-chain", type=int, default=256, help="spectra timed through the chain (throughput)")
