@@ -50,7 +50,7 @@ STATUS_NAMES = {STATUS_OK: "ok", STATUS_NO_DATA: "no_data"}
 #: Automatic stride: coarse spacing <= this fraction of the narrowest line sigma (ln units).
 STRIDE_SIGMA = 0.6
 #: Second pass: candidates whose coarse log posterior is this far below the best are not refined.
-REFINE_DLOGP = 20.0
+REFINE_DLOGP = 12.0
 #: Below this many spectra, normal equations are built per spectrum (no shared GEMM).
 SMALL_BATCH = 8
 #: Memory budget [bytes] for caching the prepared designs of the coarse redshift chunks.
@@ -465,7 +465,7 @@ class EngineConfig:
     n_candidates: int = 5
     peak_separation: float = 0.01
     stride: int | str = "auto"
-    refine_halfwidth: int = 3
+    refine_halfwidth: int = 2
     dtype: str = "float32"
     device: str = "cpu"
     solver: str = "auto"
@@ -773,7 +773,7 @@ class RedshiftEngine:
             want = np.zeros(Z, dtype=bool)
             top = logpost[n, peaks[n, 0]] if peaks[n, 0] >= 0 else np.inf
             for j in peaks[n][peaks[n] >= 0]:
-                if logpost[n, j] < top - REFINE_DLOGP:  # negligible candidate (p < 1e-9 of the best)
+                if logpost[n, j] < top - REFINE_DLOGP:  # negligible candidate (p < 1e-5 of the best)
                     continue
                 want[max(0, j - hw) : j + hw + 1] = True
             want &= ~exact[n]
