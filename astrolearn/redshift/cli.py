@@ -1,4 +1,4 @@
-"""``astrolearn redshift simulate|estimate|evaluate`` (heavy imports inside the handlers)."""
+"""``astrolearn redshift simulate|estimate|evaluate`` and the reliability verbs (heavy imports inside the handlers)."""
 
 from __future__ import annotations
 
@@ -67,6 +67,10 @@ def register(subparsers) -> None:
     v.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     v.add_argument("--overwrite", action="store_true", help="replace existing evaluation files")
     v.set_defaults(func=_evaluate)
+
+    from .reliability.cli import register_verbs
+
+    register_verbs(sub)
 
 
 def _simulate(args: argparse.Namespace) -> int:
