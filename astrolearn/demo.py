@@ -1,7 +1,10 @@
 """``astrolearn demo``: every problem end to end at a small size on the CPU (a few minutes).
 
-PSF: simulate NIRC2 PSFs, fit a subset with the classical least-squares method, write a report
-(Markdown table + PNG plots) under ``--out``.
+PSF: simulate NIRC2 PSFs, fit a subset with the classical least-squares method and run the
+shipped CNN on all. Redshift: simulate NISP spectra, estimate redshifts and log PDFs, evaluate
+them against the truth and, when a reliability classifier is shipped, rate each redshift. The
+report (Markdown tables + PNG plots) goes under ``--out``; each step runs the same code as the
+corresponding ``astrolearn`` command.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ def register(sub) -> None:
     p.add_argument("--out", default="demo-output", help="report directory (default: ./demo-output)")
     p.add_argument("--n", type=int, default=200, help="PSFs to simulate")
     p.add_argument("--n-fit", type=int, default=16, help="PSFs fitted with the classical method")
+    p.add_argument("--n-spectra", type=int, default=300, help="NISP spectra to simulate")
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--overwrite", action="store_true", help="replace an existing report")
     p.set_defaults(func=cmd_demo)
@@ -29,8 +33,9 @@ def cmd_demo(args) -> int:
         raise UserError(f"{out}: a demo report already exists (use --overwrite)")
     out.mkdir(parents=True, exist_ok=True)
     sections = ["# astrolearn demo\n", f"Command: `astrolearn demo --out {args.out} --n {args.n} --n-fit {args.n_fit} "
-                f"--seed {args.seed}`\n"]
+                f"--n-spectra {args.n_spectra} --seed {args.seed}`\n"]
     sections.append(psf_demo(out / "psf", args.n, args.n_fit, args.seed))
+    sections.append(redshift_demo(out / "redshift", args.n_spectra, args.seed))
     report.write_text("\n".join(sections))
     print(f"demo report: {report}")
     return 0
@@ -107,3 +112,23 @@ def _scatter(path: Path, pairs: dict) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def redshift_demo(out: Path, n: int, seed: int) -> str:
+    """Simulate NISP spectra, estimate and evaluate redshifts (+ reliability); Markdown section."""
+    from .cli import main
+    from .redshift.reliability.classifier import PACKAGED_DIR
+
+    t0 = time.perf_counter()
+    main(["redshift", "simulate", "--n", str(n), "--seed", str(seed), "--out", str(out / "spectra"),
+          "--overwrite", "--quiet"])
+    main(["redshift", "estimate", str(out / "spectra"), "--out", str(out / "estimates"), "--overwrite", "--quiet"])
+    t_est = time.perf_counter() - t0
+    main(["redshift", "evaluate", str(out / "estimates"), "--overwrite"])
+    text = [f"## Redshift (Euclid NISP-like spectra)\n",
+            f"Simulated {n} spectra and estimated their redshifts and log PDFs in {t_est:.1f} s.\n",
+            (out / "estimates" / "evaluation" / "evaluation.md").read_text()]
+    if (PACKAGED_DIR / "classical.json").exists():
+        main(["redshift", "predict", str(out / "estimates"), "--out", str(out / "reliability.csv"), "--overwrite"])
+        text.append("Reliability of every redshift (shipped classifier): `redshift/reliability.csv`.\n")
+    return "\n".join(text)
