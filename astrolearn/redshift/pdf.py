@@ -6,7 +6,9 @@
 - Candidates are the highest local maxima of the log PDF, at least ``peak_separation``
   apart in ln(1 + z). For each, ``Dz`` comes from a quadratic fit of the log PDF over +-5
   grid points (then +-2), ``log p(z) ~ c - (z - z0)^2 / (2 Dz^2)``, with
-  ``Dz = 1e-3 (1 + z)`` when the fit fails (non-negative curvature). The redshift
+  ``Dz = 1e-3 (1 + z)`` when the fit fails (non-negative curvature); Dz is thus the sigma of
+  the Gaussian approximation of the peak (Amazed's ``CDeltaz::Compute``, fitting
+  ``c x^2`` to the log PDF, returns sqrt(2) times this). The redshift
   probability of a candidate is the integral of the PDF over ``z +- 3 Dz``; where two windows
   overlap, both are cut at the middle of the overlap (Amazed ``SetIntegrationWindows``).
   Outer window edges are extended to the enclosing grid points, so a peak narrower than
