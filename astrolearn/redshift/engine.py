@@ -394,23 +394,13 @@ class SpectralModel:
             sl = (slice(za, zb), slice(None)) if pairs is not None else (slice(None), slice(za, zb))
             if nnew:
                 blk = A[:, :, r0 : r0 + nnew]
-                if pairs is None:
-                    blk[:, :za] = 0.0
-                    blk[:, zb:] = 0.0
-                else:
-                    blk[:za] = 0.0
-                    blk[zb:] = 0.0
+                _zero_outside(blk, za, zb, pairs is None)
                 blk[sl] = Rq[:, :, :nnew]
             for i, r in enumerate(w["dup"]):
                 A[sl + (r,)] += Rq[:, :, nnew + i]
             if gnew:
                 blk = b[:, :, g0 : g0 + gnew]
-                if pairs is None:
-                    blk[:, :za] = 0.0
-                    blk[:, zb:] = 0.0
-                else:
-                    blk[:za] = 0.0
-                    blk[zb:] = 0.0
+                _zero_outside(blk, za, zb, pairs is None)
                 blk[sl] = hq[:, :, :gnew]
             for i, r in enumerate(w["rows"][gnew:]):
                 b[sl + (r,)] += hq[:, :, gnew + i]
@@ -924,3 +914,13 @@ def default_workers() -> int:
 def lsf_sigma_from_resolution(wave, resolution) -> np.ndarray:
     """Gaussian LSF sigma [Angstrom] for resolving power R = lambda / FWHM."""
     return np.asarray(wave, dtype=np.float64) / (float(resolution) * FWHM_SIGMA)
+
+
+def _zero_outside(block, za: int, zb: int, redshift_axis_second: bool) -> None:
+    """Zero a new block of the packed systems outside the redshift rows [za, zb)."""
+    if redshift_axis_second:
+        block[:, :za] = 0.0
+        block[:, zb:] = 0.0
+    else:
+        block[:za] = 0.0
+        block[zb:] = 0.0
