@@ -30,7 +30,7 @@ def align_even_sign(estimate: np.ndarray, truth: np.ndarray, even: np.ndarray) -
     return out
 
 
-def comparable(table: dict, names: list[str], even: np.ndarray) -> dict:
+def comparable(table: dict, names: list[str]) -> dict:
     """Columns in a comparable convention: canonical ellipse (ratio >= 1)."""
     from .learn import canonical_ellipse
 
@@ -115,8 +115,8 @@ def evaluate(model_dir, data_dir, out_dir, compare_fit: bool = True, n_fit: int 
     t0 = time.perf_counter()
     cnn = est.predict(images)
     t_cnn = (time.perf_counter() - t0) / len(images)
-    truth = comparable(truth_raw, names, even)
-    results = {"cnn": (comparable(cnn, names, even), t_cnn, slice(None))}
+    truth = comparable(truth_raw, names)
+    results = {"cnn": (comparable(cnn, names), t_cnn, slice(None))}
     crb = None
     if compare_fit:
         m = len(images) if n_fit is None else min(n_fit, len(images))
@@ -125,12 +125,11 @@ def evaluate(model_dir, data_dir, out_dir, compare_fit: bool = True, n_fit: int 
         fit = fitter.fit(images[:m], weights[:m], progress=progress).table()
         t_fit = (time.perf_counter() - t0) / m
         cnn_sub = {k: v[:m] for k, v in cnn.items()}
-        cnn_sub.update(dx=cnn["dx"][:m], dy=cnn["dy"][:m])
         t0 = time.perf_counter()
         hybrid = fitter.fit(images[:m], weights[:m], progress=progress, initial=cnn_sub).table()
         t_hyb = (time.perf_counter() - t0) / m + t_cnn
-        results["fit"] = (comparable(fit, names, even), t_fit, slice(0, m))
-        results["hybrid"] = (comparable(hybrid, names, even), t_hyb, slice(0, m))
+        results["fit"] = (comparable(fit, names), t_fit, slice(0, m))
+        results["hybrid"] = (comparable(hybrid, names), t_hyb, slice(0, m))
         crb = cramer_rao(fitter, images[:m], {k: v[:m] for k, v in truth_raw.items()}, weights[:m])
     rows = []
     for method, (table, seconds, sel) in results.items():
