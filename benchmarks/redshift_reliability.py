@@ -1,6 +1,6 @@
 """Redshift reliability benchmark: CNN vs redshift probability vs descriptors + GBM (issue goals).
 
-    python benchmarks/redshift_reliability.py data        [--n-train 40000] [--n-test 20000]
+    python benchmarks/redshift_reliability.py data        [--n-train 40000] [--n-test 20000] [--n-train2 0]
     python benchmarks/redshift_reliability.py train       [--labels classical 3class] [--max-epochs 30]
     python benchmarks/redshift_reliability.py evaluate    [--labels classical 3class]
     python benchmarks/redshift_reliability.py throughput  [--n 4096]
@@ -9,10 +9,11 @@
 Every stage is resumable (rerun the same command after an interruption) and writes under
 ``--work`` (default ``runs/reliability``):
 
-- ``sim/{train,test}``: simulated NISP spectra (``astrolearn.redshift.simulate``; the test set
-  has its own seed, so it is held out);
-- ``pdf/{train,test}``: the engine's estimates and log PDFs on the default grid, with the truth,
-  as reliability shards (one per simulated shard);
+- ``sim/{train,train2,test}``: simulated NISP spectra (``astrolearn.redshift.simulate``; each
+  set has its own seed, so the test set is held out; ``train2``, made with ``--n-train2``,
+  extends the training set);
+- ``pdf/{train,train2,test}``: the engine's estimates and log PDFs on the default grid, with the
+  truth, as reliability shards (one per simulated shard);
 - ``run-<labels>``: training runs (CNN, calibration, descriptor baseline);
 - ``eval-<labels>``: reports (``report.md``, CSV, PNG);
 - ``throughput.json``: classifier PDFs/s and chain (estimate + reliability) spectra/s.
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-SEEDS = {"train": 101, "test": 202}
+SEEDS = {"train": 101, "test": 202, "train2": 103}
 
 
 def engine_for(cfg, workers):
@@ -48,7 +49,8 @@ def stage_data(args):
 
     cfg = NispConfig()
     engine = engine_for(cfg, args.workers)
-    for split, n in (("train", args.n_train), ("test", args.n_test)):
+    splits = [("train", args.n_train), ("test", args.n_test)] + ([("train2", args.n_train2)] if args.n_train2 else [])
+    for split, n in splits:
         sim_dir = args.work / "sim" / split
         if not (sim_dir / "simulation.json").exists() or len(list(sim_dir.glob("shard-*.h5"))) < -(-n // cfg.shard_size):
             simulate(sim_dir, n, SEEDS[split], cfg, progress=False)
@@ -80,7 +82,7 @@ def stage_train(args):
     from astrolearn.redshift.reliability.train import train_reliability
 
     torch.set_num_threads(args.threads)
-    shards = sorted((args.work / "pdf" / "train").glob("shard-*.h5"))
+    shards = [p for split in ("train", "train2") for p in sorted((args.work / "pdf" / split).glob("shard-*.h5"))]
     for name in args.labels:
         run = args.work / f"run-{name}"
         resume = (run / "checkpoints" / "last.ckpt").exists()
@@ -151,6 +153,7 @@ def main():
     ap.add_argument("--work", type=Path, default=Path("runs/reliability"))
     ap.add_argument("--n-train", type=int, default=40000)
     ap.add_argument("--n-test", type=int, default=20000)
+    ap.add_argument("--n-train2", type=int, default=0, help="a second training set (seed 103), added to the first")
     ap.add_argument("--labels", nargs="+", default=["classical", "3class"])
     ap.add_argument("--max-epochs", type=int)
     ap.add_argument("--loader-workers", type=int, default=1)
