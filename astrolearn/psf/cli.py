@@ -19,6 +19,7 @@ def register(sub) -> None:
     p.add_argument("--noise", choices=["default", "none"], help="detector noise (default: preset's photon+read noise)")
     p.add_argument("--noiseless-fraction", type=float, help="fraction of noiseless PSFs in a noisy set")
     p.add_argument("--static", choices=["default", "none"], default="default", help="static aberrations")
+    p.add_argument("--static-basis", help="FITS cube (K,n,n) of static modes in nm over the pupil")
     p.add_argument("--config", help="YAML file overriding priors/noise settings (see psf/simulate.py)")
     p.add_argument("--shard-size", type=int, help="PSFs per shard (default 1000)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (one shard each)")
