@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,7 +110,9 @@ def _header_gain(path, instrument: Instrument) -> float:
     from astropy.io import fits
 
     try:
-        header = fits.getheader(path, ignore_missing_simple=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # non-standard headers: see io.fits.read_fits
+            header = fits.getheader(path, ignore_missing_simple=True)
         if "GAIN" in header and float(header["GAIN"]) > 0:
             return float(header["GAIN"])
     except (OSError, ValueError, TypeError):
