@@ -49,7 +49,7 @@ def error_rows(method: str, truth: dict, est: dict, names: list[str], crb: dict 
         row = {"method": method, "parameter": name,
                "unit": "nm" if name.startswith("stat_") else ("rad" if name == "theta" else ""),
                "median_abs": np.median(err[ok]), "p68_abs": np.percentile(err[ok], 68),
-               "median_rel_%": np.nanmedian(rel), "p68_rel_%": np.nanpercentile(rel, 68) if name in RELATIVE else np.nan,
+               "median_rel_%": np.nanmedian(rel) if name in RELATIVE else np.nan, "p68_rel_%": np.nanpercentile(rel, 68) if name in RELATIVE else np.nan,
                "p90_rel_%": np.nanpercentile(rel, 90) if name in RELATIVE else np.nan,
                "mean_rel_%": np.nanmean(rel) if name in RELATIVE else np.nan,
                "pearson_r": np.corrcoef(t[ok], e[ok])[0, 1] if ok.sum() > 2 and np.std(t) > 0 else np.nan,
