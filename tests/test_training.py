@@ -265,6 +265,23 @@ def test_existing_run_needs_resume_or_overwrite(trained_run, data_dir):
         fit(config, data, module, run / "fresh", resume=True)
 
 
+def test_init_from_starts_from_a_runs_weights(trained_run, data_dir, tmp_path):
+    from astrolearn.training import fit, load_model
+
+    run = trained_run[0]
+    config = deep_merge(trained_run[1], {"init_from": str(run), "optimizer": {"lr": 0.0}})
+    _, data, module = regression_setup(data_dir, config)
+    fit(config, data, module, tmp_path / "tuned", max_epochs=1)  # lr 0: the weights stay the loaded ones
+    best = dict(load_model(run).named_parameters())
+    tuned = dict(load_model(tmp_path / "tuned").named_parameters())
+    assert tuned.keys() == best.keys()
+    for key, value in tuned.items():
+        torch.testing.assert_close(value, best[key], msg=key)
+    other = deep_merge(config, {"model": {"blocks": [{"type": "dense", "units": 3}]}})
+    with pytest.raises(UserError, match="another model section"):
+        fit(other, data, regression_setup(data_dir, other)[2], tmp_path / "other", max_epochs=1)
+
+
 def test_overwrite_replaces_previous_run(data_dir, tmp_path):
     from astrolearn.training import fit
 

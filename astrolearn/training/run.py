@@ -117,6 +117,8 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
         raise UserError(f"trainer: {exc}") from None
     if trainer.global_rank == 0:
         _prepare_run_dir(out_dir, config, resume, overwrite)
+    if config["init_from"] and not resume:
+        _load_initial_weights(module, config["init_from"], config["model"])
     sigint = signal.getsignal(signal.SIGINT)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
@@ -129,6 +131,19 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
             raise KeyboardInterrupt from None
         raise
     return trainer
+
+
+def _load_initial_weights(module, source, model_section):
+    """Start ``module`` from the best weights of run (or checkpoint) ``source``."""
+    import torch
+
+    from .tasks import find_checkpoint
+
+    ckpt = find_checkpoint(source)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    if to_plain(state["hyper_parameters"]["config"]["model"]) != to_plain(model_section):
+        raise UserError(f"{ckpt}: init_from has another model section than this run")
+    module.load_state_dict(state["state_dict"])
 
 
 def _strategy(name, timeout_s):
