@@ -33,6 +33,10 @@ PSD_BOUNDS = {
     "theta": (-math.pi, math.pi),
     "beta": (1.01, 5.0),
 }
+#: Largest change of a log parameter per iteration (trust region). An unbounded early step can
+#: throw r0 far up, where the uncorrected halo vanishes and its derivative with it: the fit then
+#: stays on that plateau (seen on NIRC2 PSFs with static modes free, 5 of 8 without the limit).
+MAX_LOG_STEP = 0.5
 LOG_PARAMS = ("r0", "amp", "alpha", "ratio")  # scale parameters; C may reach its bound 0
 
 
@@ -218,6 +222,8 @@ class PsfFitter:
             for _try in range(30):
                 a = hess + torch.diag_embed(lam[idx, None] * diag)
                 step = -torch.linalg.solve(a + 1e-12 * torch.diag_embed(diag), grad)
+                big = (step.abs() * self.is_log).amax(dim=1, keepdim=True)
+                step = step * (MAX_LOG_STEP / big.clamp(min=MAX_LOG_STEP))
                 z_try = torch.maximum(torch.minimum(z[idx] + step, self.z_hi), self.z_lo)
                 c_try = cost(self._model_image(z_try), idx)
                 better = pending & (c_try < cur[idx])
