@@ -1,6 +1,6 @@
 """CNN vs least-squares fit vs hybrid on NIRC2 test sets never seen in training (issue goals).
 
-    python benchmarks/psf_cnn_vs_fit.py [--model RUN_DIR] [--n 200] [--n-noiseless 50] [--out DIR]
+    python benchmarks/psf_cnn_vs_fit.py [--model RUN_DIR] [--n 200] [--n-noiseless 50] [--out DIR] [--fits-only]
 
 Test sets (seeds distinct from the training set's): noisy with static aberrations (default
 priors), noisy without, noiseless with. Each goes through ``astrolearn psf evaluate`` (CNN on
@@ -24,6 +24,8 @@ def main():
     ap.add_argument("--n-noiseless", type=int, default=50)
     ap.add_argument("--out", default="runs/bench-psf")
     ap.add_argument("--real", default="../shared/data/keck/20130801_n0004.fits")
+    ap.add_argument("--fits-only", action="store_true",
+                    help="only simulate the test sets and run the fits (cached for the full run)")
     args = ap.parse_args()
 
     from astrolearn.io.tables import read_csv
@@ -46,10 +48,14 @@ def main():
     for name, (n, seed, cfg) in sets.items():
         data = out / "data" / name
         simulate(inst, n, seed, data, cfg, progress=False)
-        evaluate(model, data, out / name, compare_fit=True, progress=True)
+        evaluate(model, data, out / name, compare_fit=True, progress=True, hybrid=not args.fits_only)
+        if args.fits_only:
+            continue
         err = read_csv(out / name / "errors.csv")
         summary.append((name, err))
 
+    if args.fits_only:
+        return
     print("# CNN vs fit vs hybrid, NIRC2 (goal table)\n")
     print("| test set | parameter | statistic | CNN | fit | hybrid | CNN/fit |")
     print("|---|---|---|---|---|---|---|")

@@ -7,6 +7,7 @@ import yaml
 from astrolearn.cli import main
 from astrolearn.errors import UserError
 from astrolearn.io.tables import read_csv
+from astrolearn.psf.fit import PsfFitter
 from astrolearn.psf.learn import PsfTargets, PsfTransform, canonical_ellipse, canonical_sign, decode, target_names
 from astrolearn.psf.simulate import simulate
 from psf_helpers import circular
@@ -44,7 +45,7 @@ def test_transform_is_flux_invariant():
     assert t(img).shape == (1, 16, 16) and np.allclose(t(img), t(7 * img), atol=1e-6)
 
 
-def test_train_predict_evaluate_cli(tmp_path, capsys):
+def test_train_predict_evaluate_cli(tmp_path, capsys, monkeypatch):
     inst = circular(npix=64)
     inst_file = tmp_path / "circ.yaml"
     inst_file.write_text(yaml.safe_dump(inst.to_dict()))
@@ -75,6 +76,12 @@ def test_train_predict_evaluate_cli(tmp_path, capsys):
     text = (report / "report.md").read_text()
     assert "| cnn | r0 |" in text and "| fit | r0 |" in text and "| hybrid | r0 |" in text
     assert (report / "scatter_cnn.png").exists() and (report / "errors.csv").exists()
+    # A rerun reuses the fits made from the same inputs (they cost seconds per PSF).
+    fits = [(report / f).read_text() for f in ("fit.csv", "hybrid.csv")]
+    monkeypatch.setattr(PsfFitter, "fit", lambda *a, **k: pytest.fail("fitted again"))
+    assert main(["psf", "evaluate", "--model", str(run), "--data", str(tmp_path / "test"), "--n-fit", "2",
+                 "--out", str(report), "--no-progress", "--overwrite"]) == 0
+    assert [(report / f).read_text() for f in ("fit.csv", "hybrid.csv")] == fits
 
 
 def test_no_shipped_model_for_unknown_instrument(tmp_path):
