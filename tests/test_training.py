@@ -266,7 +266,7 @@ def test_existing_run_needs_resume_or_overwrite(trained_run, data_dir):
 
 
 def test_init_from_starts_from_a_runs_weights(trained_run, data_dir, tmp_path):
-    from astrolearn.training import fit, load_model
+    from astrolearn.training import ShardDataModule, build_module, fit, load_model
 
     run = trained_run[0]
     config = deep_merge(trained_run[1], {"init_from": str(run), "optimizer": {"lr": 0.0}})
@@ -280,6 +280,11 @@ def test_init_from_starts_from_a_runs_weights(trained_run, data_dir, tmp_path):
     other = deep_merge(config, {"model": {"blocks": [{"type": "dense", "units": 3}]}})
     with pytest.raises(UserError, match="another model section"):
         fit(other, data, regression_setup(data_dir, other)[2], tmp_path / "other", max_epochs=1)
+    # Same network, other targets: a one-line error, and no run directory left behind.
+    one = ShardDataModule(data_dir, "flux", select_columns("a"), target_names=["a"], **config["data"])
+    with pytest.raises(UserError, match="init_from weights do not fit"):
+        fit(config, one, build_module(config, one), tmp_path / "one", max_epochs=1)
+    assert not (tmp_path / "one").exists()
 
 
 def test_overwrite_replaces_previous_run(data_dir, tmp_path):

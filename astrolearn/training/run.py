@@ -115,10 +115,10 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
         )
     except (MisconfigurationException, ValueError) as exc:
         raise UserError(f"trainer: {exc}") from None
-    if trainer.global_rank == 0:
-        _prepare_run_dir(out_dir, config, resume, overwrite)
     if config["init_from"] and not resume:
         _load_initial_weights(module, config["init_from"], config["model"])
+    if trainer.global_rank == 0:
+        _prepare_run_dir(out_dir, config, resume, overwrite)
     sigint = signal.getsignal(signal.SIGINT)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
@@ -143,7 +143,11 @@ def _load_initial_weights(module, source, model_section):
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     if to_plain(state["hyper_parameters"]["config"]["model"]) != to_plain(model_section):
         raise UserError(f"{ckpt}: init_from has another model section than this run")
-    module.load_state_dict(state["state_dict"])
+    try:
+        module.load_state_dict(state["state_dict"])
+    except RuntimeError as exc:  # other outputs (targets, classes) or input shape
+        detail = str(exc).strip().splitlines()[-1].strip()
+        raise UserError(f"{ckpt}: init_from weights do not fit this run's network ({detail})") from None
 
 
 def _strategy(name, timeout_s):
