@@ -227,3 +227,16 @@ def test_model_refuses_pdfs_on_another_grid(tmp_path):
 def test_unknown_model_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="neither a reliability model directory nor a shipped model"):
         ReliabilityModel(tmp_path / "nothing")
+
+
+def test_shipped_classifiers_use_the_engine_grid_and_rank_pdfs():
+    from astrolearn.redshift.engine import EngineConfig
+
+    grid = EngineConfig().grid
+    lone = gaussian_log_pdf(grid, 1.4, 0.002)  # one narrow peak holds all the mass
+    split = np.logaddexp.reduce([gaussian_log_pdf(grid, z, 0.002) for z in (0.7, 1.4, 2.1)]) - math.log(3)
+    for name in ("classical", "3class"):
+        model = ReliabilityModel(name)
+        assert model.files.weights.stat().st_size <= 5e6
+        probs = model.predict(np.stack([lone, split]), grid)
+        assert probs[0, 0] > 0.5 and probs[0, 0] > probs[1, 0] + 0.1, (name, probs)
