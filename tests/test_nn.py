@@ -112,3 +112,23 @@ def test_invalid_descriptions_are_user_errors(bad, message):
 def test_input_shape_must_match_dim():
     with pytest.raises(UserError, match="expected 2 axes"):
         build_network(spec(1), (1, 8, 8), 1)
+
+
+def test_folded_batchnorm_2d_residual_network_computes_the_same_function():
+    from astrolearn.nn import fold_batchnorm
+
+    cfg = {"dim": 2, "defaults": {"norm": "batch"},
+           "blocks": [{"type": "conv", "filters": 4, "kernel": 4, "stride": 4},
+                      {"type": "residual", "filters": 8, "stride": 2}, {"type": "residual", "filters": 8},
+                      {"type": "dense", "units": 6}], "head": {"type": "regression"}}
+    net = build_network(cfg, (1, 32, 32), 3)
+    for bn in (m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
+        for t in (bn.running_mean, bn.weight, bn.bias):
+            nn.init.uniform_(t, -1, 1)
+        nn.init.uniform_(bn.running_var, 0.5, 2)
+    x = torch.randn(5, 1, 32, 32)
+    with torch.inference_mode():
+        before = net.eval()(x)
+        after = fold_batchnorm(net)(x)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-5)

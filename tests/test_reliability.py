@@ -193,7 +193,7 @@ def make_model_dir(path, grid=GRID, scheme="classical", seed=0):
 
 
 def test_folded_batchnorm_computes_the_same_function():
-    from astrolearn.redshift.reliability.classifier import fold_batchnorm
+    from astrolearn.nn import fold_batchnorm
     from astrolearn.training import resolve_config
     from astrolearn.training.tasks import ClassificationModel
 

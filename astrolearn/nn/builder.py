@@ -347,3 +347,23 @@ def _init(layer, name, activation, where):
         nn.init.orthogonal_(w)
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold each batch normalisation that follows a convolution or linear layer into it (in place).
+
+    For inference only (running statistics): the network computes the same function with one
+    pass less over each activation map, which on CPU is a large part of the cost.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+    if isinstance(module, nn.Sequential):
+        children = list(module.children())
+        for i, (layer, nxt) in enumerate(zip(children[:-1], children[1:])):
+            if isinstance(nxt, nn.modules.batchnorm._BatchNorm) and isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+                fuse = fuse_linear_bn_eval if isinstance(layer, nn.Linear) else fuse_conv_bn_eval
+                module[i] = fuse(layer.eval(), nxt.eval())
+                module[i + 1] = nn.Identity()
+    for child in module.children():
+        fold_batchnorm(child)
+    return module

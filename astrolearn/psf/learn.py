@@ -40,15 +40,17 @@ PACKAGED = Path(__file__).parent / "models"
 
 
 class PsfTransform:
-    """Frame (H, W) [any flux unit] -> network input (1, H, W) float32 (picklable for workers)."""
+    """Frames (..., H, W) [any flux unit] -> network input (..., 1, H, W) float32 (picklable for workers)."""
 
     def __init__(self, stretch: float = STRETCH):
         self.stretch = stretch
 
     def __call__(self, image) -> np.ndarray:
-        image = np.nan_to_num(np.asarray(image, dtype=np.float64))
-        flux = max(float(image.sum()), 1e-30)
-        return np.arcsinh(image / (flux * self.stretch)).astype(np.float32)[None]
+        import torch  # its asinh is vectorised and threaded: 1.5x numpy's on a batch
+
+        x = torch.from_numpy(np.nan_to_num(np.asarray(image, dtype=np.float32)))
+        flux = x.sum(dim=(-2, -1), keepdim=True, dtype=torch.float64).clamp(min=1e-30)
+        return torch.asinh(x * (1.0 / (flux * self.stretch)).float()).unsqueeze(-3).numpy()
 
 
 def target_names(n_static: int) -> list[str]:
@@ -172,17 +174,19 @@ class PsfEstimator:
     """
 
     def __init__(self, model_dir):
+        from ..nn import fold_batchnorm
         from ..training import load_model
 
         self.dir = Path(model_dir)
         self.meta = read_metadata(self.dir)
         self.model = load_model(self.dir)
+        fold_batchnorm(self.model.net)
         self.n_static = sum(1 for t in self.meta["targets"] if t.startswith("stat_"))
         self.transform = PsfTransform(self.meta["normalisation"]["stretch"])
 
-    def predict(self, images: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+    def predict(self, images: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
         """Parameter table (columns of ``psf fit``) for frames (N, npix, npix) [e-]."""
-        x = np.stack([self.transform(im) for im in images])
+        x = self.transform(images)
         out = self.model.predict(x, batch_size=batch_size)
         cols = decode(out["mean"], out.get("std"), self.n_static)
         flux = images.sum(axis=(1, 2))

@@ -306,13 +306,14 @@ class ReliabilityModel:
     """
 
     def __init__(self, model=None):
+        from ...nn import fold_batchnorm
         from ...training import load_model
 
         self.files = locate_model(model)
         self.name = self.files.name
         self.meta = json.loads(self.files.metadata.read_text())
         self.network = load_model(self.files.weights)
-        fold_batchnorm(self.network.net)
+        fold_batchnorm(self.network.net)  # 4x faster on CPU for the default network
         self.grid = grid_from_meta(self.meta["grid"])
         self.classes = list(self.meta["classes"])
         if self.network.names != self.classes or self.classes[0] != SUCCESS:
@@ -347,28 +348,6 @@ class ReliabilityModel:
     def columns(self, probs: np.ndarray) -> dict[str, np.ndarray]:
         """Output columns ``p_<class>`` (``p_success`` first)."""
         return {f"p_{name}": probs[:, i] for i, name in enumerate(self.classes)}
-
-
-def fold_batchnorm(module):
-    """Fold each batch normalisation that follows a convolution or linear layer into it (in place).
-
-    For inference only (running statistics): the network computes the same function with one
-    pass less over each activation map, which on CPU is most of the cost (4x faster for the
-    default network).
-    """
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
-
-    children = list(module.children())
-    for i, (layer, nxt) in enumerate(zip(children[:-1], children[1:])):
-        if isinstance(nxt, nn.BatchNorm1d) and isinstance(layer, (nn.Conv1d, nn.Linear)):
-            fuse = fuse_conv_bn_eval if isinstance(layer, nn.Conv1d) else fuse_linear_bn_eval
-            module[i] = fuse(layer.eval(), nxt.eval())
-            module[i + 1] = nn.Identity()
-    for child in children:
-        if isinstance(child, nn.Sequential):
-            fold_batchnorm(child)
-    return module
 
 
 def export_model(run_dir, dest, name: str | None = None) -> ModelFiles:
