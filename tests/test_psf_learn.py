@@ -56,6 +56,12 @@ def test_train_predict_evaluate_cli(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     assert main(["psf", "train", str(tmp_path / "train"), "--config", str(cfg), "--out", str(run)]) == 0
     meta = json.loads((run / "psf_model.json").read_text())
+    # A refused run leaves nothing behind (here: starting weights from a network of another size).
+    other_net = tmp_path / "other_net.yaml"
+    other_net.write_text(yaml.safe_dump({**TINY_NET, "model": {**TINY_NET["model"], "blocks": TINY_NET["model"]["blocks"][:1]}}))
+    assert main(["psf", "train", str(tmp_path / "train"), "--config", str(other_net), "--out", str(tmp_path / "refused"),
+                 "--set", f"init_from={run}"]) == 2
+    assert "init_from" in capsys.readouterr().err and not (tmp_path / "refused").exists()
     assert meta["instrument"]["name"] == "circ" and meta["targets"] == target_names(0)
     assert (run / "config.yaml").exists()
     out = tmp_path / "pred.csv"

@@ -218,20 +218,7 @@ def train_psf(data_dir, config, out_dir, *, resume=False, overwrite=False, overr
     module = build_module(config, data)
     metadata = json.dumps(model_metadata(instrument, meta, even), indent=1)
     return fit(config, data, module, out_dir, resume=resume, overwrite=overwrite,
-               callbacks=[_write_on_start(Path(out_dir) / METADATA_FILE, metadata)], **trainer_options)
-
-
-def _write_on_start(path: Path, text: str):
-    """Lightning callback writing ``text`` to ``path`` once training starts (rank 0): a refused
-    run (existing directory, bad init_from) leaves nothing behind."""
-    import lightning as L
-
-    class WriteOnStart(L.Callback):
-        def on_fit_start(self, trainer, pl_module):
-            if trainer.is_global_zero:
-                path.write_text(text)
-
-    return WriteOnStart()
+               on_ready=lambda: (Path(out_dir) / METADATA_FILE).write_text(metadata), **trainer_options)
 
 
 def _names(shard) -> str:

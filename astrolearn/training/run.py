@@ -31,7 +31,7 @@ _DDP_START = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_not
 
 def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite: bool = False,
         accelerator=None, devices=None, num_nodes=None, strategy=None, precision=None,
-        max_epochs=None, callbacks: Sequence = ()):
+        max_epochs=None, callbacks: Sequence = (), on_ready=None):
     """Train ``module`` on ``datamodule`` and keep the results in ``out_dir``.
 
     Parameters
@@ -54,6 +54,9 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
         ``"bf16-mixed"`` for mixed precision on GPU; ``strategy="ddp"`` for several devices).
     callbacks : sequence of lightning callbacks
         Added to the checkpoint, early-stopping and learning-rate callbacks.
+    on_ready : callable, optional
+        Called without arguments on global rank 0 once ``out_dir`` is accepted and prepared, just
+        before training: to write a task's own files there (a refused run leaves nothing behind).
 
     Returns
     -------
@@ -119,6 +122,8 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
         _load_initial_weights(module, config["init_from"], config["model"])
     if trainer.global_rank == 0:
         _prepare_run_dir(out_dir, config, resume, overwrite)
+        if on_ready is not None:
+            on_ready()
     sigint = signal.getsignal(signal.SIGINT)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
