@@ -107,3 +107,23 @@ def test_user_static_basis_from_fits(tmp_path):
                  "--no-progress"]) == 0
     table = read_csv(out)
     assert "stat_2" in table and "stat_3" not in table
+
+
+def test_gaussian_prior_holds_only_what_the_data_leave_free():
+    inst = circular(npix=64)
+    params, names, images = _noiseless(inst, 2, 5)
+    weights = np.ones_like(images) / images.max() ** 2
+    fitter = PsfFitter(inst, fit_static=False, batch=2)
+    start = {n: params[:, names.index(n)] for n in fitter.names if n in names}
+    start.update(flux=images.sum(axis=(1, 2)), background=np.zeros(2), dx=np.zeros(2), dy=np.zeros(2))
+    table = dict(start, r0=2 * start["r0"])
+    for n in fitter.names:
+        table[f"{n}_err"] = np.full(2, np.inf)
+    # An infinitely wide prior is no prior: the fit finds the truth from a wrong r0.
+    free = fitter.fit(images, weights, initial=table, prior=table)
+    np.testing.assert_allclose(free.values[:, 0], start["r0"], rtol=1e-3)
+    # A prior far tighter than the data pulls r0 to its centre (2x the truth); the others stay.
+    table["r0_err"] = 1e-6 * table["r0"]
+    held = fitter.fit(images, weights, initial=table, prior=table)
+    np.testing.assert_allclose(held.values[:, 0], table["r0"], rtol=1e-4)
+    assert np.all(held.chi2 > free.chi2)

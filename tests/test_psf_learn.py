@@ -24,9 +24,9 @@ def test_targets_are_invariant_under_the_ellipse_degeneracy():
     a = np.array([[0.6, 0.3, 0.1, 1e-2, 1.0, 0.05, 2.0, 0.1, -0.2]])
     b = a.copy()
     b[0, 0], b[0, 1] = 1 / 0.6, 0.3 + np.pi / 2  # the same Moffat ellipse
-    fn = PsfTargets([])
+    fn = PsfTargets(0)
     assert np.allclose(fn(a, names), fn(b, names))
-    cols = decode(fn(a, names), None, 0)
+    cols = decode(fn(a, names), None, [])
     ratio, theta = canonical_ellipse(np.array([0.6]), np.array([0.3]))
     assert np.allclose([cols["ratio"][0], cols["theta"][0]], [ratio[0], theta[0]])
     assert np.isclose(cols["r0"][0], 0.1) and np.isclose(cols["beta"][0], 2.0)
@@ -95,3 +95,10 @@ def test_no_shipped_model_for_unknown_instrument(tmp_path):
 
     with pytest.raises(UserError, match="no pretrained model shipped for instrument 'circ'"):
         packaged_model(circular())
+
+
+def test_predicted_even_modes_are_reported_with_the_first_one_positive():
+    mean = np.zeros((1, len(target_names(3))))
+    mean[0, 7:10] = [-3.0, 5.0, 2.0]
+    cols = decode(mean, None, [True, False, True])
+    assert [cols[f"stat_{i}"][0] for i in (1, 2, 3)] == [3.0, 5.0, -2.0]

@@ -382,3 +382,43 @@ def test_training_package_imports_without_lightning():
     code = ("import sys, astrolearn.training, astrolearn.training.run, astrolearn.config; "
             "assert 'lightning' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def _regression(config_loss, names=("a", "b", "c"), uncertainty=True):
+    from astrolearn.training.tasks import RegressionModel
+
+    config = resolve_config({"model": {"dim": 1, "blocks": [], "head": {"type": "regression",
+                                                                          "uncertainty": uncertainty}},
+                             "loss": config_loss})
+    return RegressionModel(config, (1, 4), names, target_mean=[0.0, 1.0, 2.0], target_std=[1.0, 2.0, 4.0])
+
+
+@pytest.mark.parametrize("uncertainty", [False, True])
+def test_sign_free_loss_ignores_the_common_sign_of_its_group(uncertainty):
+    model = _regression({"sign_free": ["a", "c"]}, uncertainty=uncertainty)
+    raw = torch.randn(5, 6 if uncertainty else 3)
+    y = torch.randn(5, 3)
+    flipped = y * torch.tensor([-1.0, 1.0, -1.0])
+    assert torch.allclose(model.loss(raw, y), model.loss(raw, flipped))
+    plain = _regression({}, uncertainty=uncertainty)
+    assert model.loss(raw, y) <= plain.loss(raw, y) + 1e-6
+    # align() gives back the prediction with the sign nearest the truth.
+    pred = torch.tensor([[1.0, 5.0, 2.0]])
+    assert torch.allclose(model.align(pred, torch.tensor([[-1.0, 5.0, -2.0]])), torch.tensor([[-1.0, 5.0, -2.0]]))
+    assert torch.allclose(model.align(pred, pred), pred)
+
+
+def test_sign_free_names_must_be_targets():
+    with pytest.raises(UserError, match="unknown targets"):
+        _regression({"sign_free": ["z"]})
+
+
+def test_beta_nll_weighs_each_term_by_its_variance():
+    raw = torch.tensor([[0.5, 1.0, 2.0, np.log(4.0), 0.0, np.log(0.25)]], dtype=torch.float32)
+    y = torch.tensor([[0.0, 1.0, 2.0]])
+    plain, weighted = _regression({}), _regression({"nll_beta": 0.5})
+    z = (y - plain.target_mean) / plain.target_std
+    mean, log_var = raw.chunk(2, dim=1)
+    terms = 0.5 * (log_var + (z - mean) ** 2 * torch.exp(-log_var))
+    assert torch.isclose(plain.loss(raw, y), terms.mean())
+    assert torch.isclose(weighted.loss(raw, y), (terms * torch.tensor([2.0, 1.0, 0.5])).mean())

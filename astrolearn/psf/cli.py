@@ -53,7 +53,8 @@ def register(sub) -> None:
     p = verbs.add_parser("predict", help="estimate PSF parameters of images with a trained CNN")
     _add_input_args(p)
     p.add_argument("--model", help="run directory of a trained model (default: the shipped model)")
-    p.add_argument("--refine", action="store_true", help="start the classical fit from the CNN estimate")
+    p.add_argument("--refine", action="store_true", help="hybrid: the classical fit, started from the CNN estimate "
+                   "and regularised by it (a Gaussian prior of the CNN's uncertainty on r0, C, A, alpha, beta)")
     p.set_defaults(func=cmd_predict)
 
     p = verbs.add_parser("evaluate", help="compare the CNN with the classical fit (and hybrid) on a test set")
@@ -197,7 +198,7 @@ def cmd_predict(args) -> int:
         from .fit import PsfFitter
 
         fitter = PsfFitter(inst, fit_static=estimator.n_static > 0)
-        result = fitter.fit(data.images, data.weights, progress=not args.no_progress, initial=table)
+        result = fitter.fit(data.images, data.weights, progress=not args.no_progress, initial=table, prior=table)
         table, models = result.table(), result.models
         elapsed = time.perf_counter() - start
     columns = {"index": list(range(len(data.images)))}

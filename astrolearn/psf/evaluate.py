@@ -125,7 +125,8 @@ def evaluate(model_dir, data_dir, out_dir, compare_fit: bool = True, n_fit: int 
         results["fit"] = (comparable(fit, names), t_fit, slice(0, m))
         if hybrid:
             cnn_sub = {k: v[:m] for k, v in cnn.items()}
-            hyb, t_hyb = _cached_fit(fitter, images[:m], weights[:m], cnn_sub, out_dir / "hybrid_cache.npz", progress)
+            hyb, t_hyb = _cached_fit(fitter, images[:m], weights[:m], cnn_sub, out_dir / "hybrid_cache.npz", progress,
+                                     prior=True)
             results["hybrid"] = (comparable(hyb, names), t_hyb + t_cnn, slice(0, m))
         crb = cramer_rao(fitter, images[:m], {k: v[:m] for k, v in truth_raw.items()}, weights[:m])
     rows = []
@@ -154,27 +155,31 @@ def evaluate(model_dir, data_dir, out_dir, compare_fit: bool = True, n_fit: int 
     return report
 
 
-def _cached_fit(fitter, images, weights, initial, cache: Path, progress: bool) -> tuple[dict, float]:
+def _cached_fit(fitter, images, weights, initial, cache: Path, progress: bool, prior: bool = False) -> tuple[dict, float]:
     """Fit table and seconds per PSF; reused from ``cache`` when made from the same inputs.
+
+    ``prior``: ``initial`` (with its ``_err`` columns) is also the fit's Gaussian prior (hybrid).
 
     Fits take seconds per PSF: rerunning an evaluation (e.g. with a newly trained CNN) must not
     redo the ones whose inputs (images, weights, starting point, fitter settings) have not changed.
     """
     import hashlib
 
-    from .fit import MAX_LOG_STEP
+    from .fit import MAX_LOG_STEP, PRIOR_PARAMS
 
     h = hashlib.sha256()
-    for a in (images, weights, *(() if initial is None else (np.asarray(initial[n], float) for n in fitter.names))):
+    columns = fitter.names + ([f"{n}_err" for n in fitter.names] if prior else [])
+    for a in (images, weights, *(() if initial is None else (np.asarray(initial[n], float) for n in columns))):
         h.update(np.ascontiguousarray(a).tobytes())
-    h.update(repr((fitter.names, fitter.max_iter, fitter.tol, MAX_LOG_STEP)).encode())
+    h.update(repr((fitter.names, fitter.max_iter, fitter.tol, MAX_LOG_STEP, prior, PRIOR_PARAMS)).encode())
     digest = h.hexdigest()
     if cache.is_file():
         with np.load(cache) as c:
             if str(c["digest"]) == digest:
                 return {n: c["values"][:, i] for i, n in enumerate(fitter.names)}, float(c["seconds"])
     t0 = time.perf_counter()
-    table = fitter.fit(images, weights, progress=progress, initial=initial).table()
+    table = fitter.fit(images, weights, progress=progress, initial=initial,
+                       prior=initial if prior else None).table()
     seconds = (time.perf_counter() - t0) / len(images)
     tmp = cache.with_name(cache.name + ".tmp.npz")
     np.savez(tmp, digest=digest, seconds=seconds, values=np.stack([table[n] for n in fitter.names], axis=1))

@@ -38,6 +38,9 @@ PSD_BOUNDS = {
 #: stays on that plateau (seen on NIRC2 PSFs with static modes free, 5 of 8 without the limit).
 MAX_LOG_STEP = 0.5
 LOG_PARAMS = ("r0", "amp", "alpha", "ratio")  # scale parameters; C may reach its bound 0
+#: Parameters a Gaussian prior (``PsfFitter.fit(prior=...)``) applies to. Not ratio/theta: the
+#: network's ellipse is in another parametrisation, and the data constrain it well.
+PRIOR_PARAMS = ("r0", "bck", "amp", "alpha", "beta")
 
 
 def output_names(instrument: Instrument, fit_static: bool) -> list[str]:
@@ -188,13 +191,26 @@ class PsfFitter:
         jac = torch.cat([f * torch.cat(cols, dim=1), psf[:, None], torch.ones_like(psf)[:, None], f * dpsf[:, 7:9]], dim=1)
         return flux[:, None, None] * psf + bck[:, None, None], jac
 
-    def _fit_batch(self, data, weights, initial=None):
+    def _prior(self, prior: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(values, errors) (N, 2, P) in output units -> prior centre and inverse variance in z."""
+        value, err = prior[:, 0].to(self.dtype).clone(), prior[:, 1].to(self.dtype)
+        value[:, 0] = r0_to_wavelength(value[:, 0], self.instrument.wavelength_m)
+        value = torch.maximum(torch.minimum(value, self._hi_nat), self._lo_nat)
+        rel = torch.where(self.is_log, err / prior[:, 0].to(self.dtype).abs().clamp(min=1e-300), err)  # at 500 nm for r0
+        z0 = torch.where(self.is_log, value.clamp(min=1e-300).log(), value)
+        used = torch.tensor([n in PRIOR_PARAMS for n in self.names])
+        ok = used & torch.isfinite(rel) & (rel > 0)
+        return torch.where(ok, z0, 0.0), torch.where(ok, 1.0 / rel.clamp(min=1e-30) ** 2, 0.0)
+
+    def _fit_batch(self, data, weights, initial=None, prior=None):
         sw = weights.sqrt()
         z = self.start(data, weights, initial)
         n, npar = z.shape
-        cost = lambda m, i=slice(None): ((sw[i] * (m - data[i])) ** 2).sum(dim=(1, 2))  # noqa: E731
+        z0, ivar = self._prior(prior) if prior is not None else (torch.zeros_like(z), torch.zeros_like(z))
+        chi2 = lambda m, i=slice(None): ((sw[i] * (m - data[i])) ** 2).sum(dim=(1, 2))  # noqa: E731
+        cost = lambda zz, i=slice(None): chi2(self._model_image(zz), i) + (ivar[i] * (zz - z0[i]) ** 2).sum(1)  # noqa: E731
         lam = torch.full((n,), 1e-3, dtype=self.dtype)
-        cur = cost(self._model_image(z))
+        cur = cost(z)
         first = cur.clone()
         active = torch.ones(n, dtype=torch.bool)
         niter = torch.zeros(n, dtype=torch.long)
@@ -206,8 +222,8 @@ class PsfFitter:
             model, jac = self._jacobian(z[idx])
             jw = (jac * sw[idx, None]).flatten(2)  # (b, P, M)
             r = (sw[idx] * (model - data[idx])).flatten(1)
-            hess = jw @ jw.transpose(1, 2)
-            grad = (jw @ r[:, :, None])[..., 0]
+            hess = jw @ jw.transpose(1, 2) + torch.diag_embed(ivar[idx])
+            grad = (jw @ r[:, :, None])[..., 0] + ivar[idx] * (z[idx] - z0[idx])
             # Active set: parameters on a bound that the gradient pushes outwards stay fixed.
             zi = z[idx]
             fixed = ((zi <= self.z_lo) & (grad > 0)) | ((zi >= self.z_hi) & (grad < 0))
@@ -225,7 +241,7 @@ class PsfFitter:
                 big = (step.abs() * self.is_log).amax(dim=1, keepdim=True)
                 step = step * (MAX_LOG_STEP / big.clamp(min=MAX_LOG_STEP))
                 z_try = torch.maximum(torch.minimum(z[idx] + step, self.z_hi), self.z_lo)
-                c_try = cost(self._model_image(z_try), idx)
+                c_try = cost(z_try, idx)
                 better = pending & (c_try < cur[idx])
                 rel = (cur[idx] - c_try) / cur[idx].clamp(min=1e-300)
                 z[idx[better]] = z_try[better]
@@ -249,19 +265,25 @@ class PsfFitter:
             niter[idx] += 1
         model, jac = self._jacobian(z)
         jw = (jac * sw[:, None]).flatten(2)
-        cov = torch.linalg.pinv(jw @ jw.transpose(1, 2))
+        cov = torch.linalg.pinv(jw @ jw.transpose(1, 2) + torch.diag_embed(ivar))
         z_err = torch.diagonal(cov, dim1=1, dim2=2).clamp(min=0).sqrt()
         p = self._natural(z)
         p_err = torch.where(self.is_log, p * z_err, z_err)
         dof = (weights > 0).sum(dim=(1, 2)) - npar
-        return p, p_err, cur / dof.clamp(min=1), niter, model
+        return p, p_err, chi2(model) / dof.clamp(min=1), niter, model
 
     def fit(self, images: np.ndarray, weights: np.ndarray, progress: bool = False,
-            initial: dict | None = None) -> FitResult:
+            initial: dict | None = None, prior: dict | None = None) -> FitResult:
         """Fit N images (N, H, W) with weights (N, H, W) (inverse variances; 0 = ignore).
 
         ``initial``: optional starting values, a table with the output columns (e.g. a CNN's
         estimate: the hybrid method); by default the fit starts from the prior median.
+
+        ``prior``: optional table with the output columns and their ``_err`` (e.g. the CNN's
+        estimate and predicted uncertainty): a Gaussian prior on the parameters of
+        ``PRIOR_PARAMS`` (in log for the scale parameters) added to chi². Where the data constrain
+        a parameter it hardly moves the fit; where they do not (r0 when the seeing halo is under
+        the read noise), it keeps the fit from running off along the flat direction.
         """
         from tqdm import tqdm
 
@@ -274,11 +296,11 @@ class PsfFitter:
             for s in range(0, n, self.batch):
                 d = torch.as_tensor(images[s : s + self.batch], dtype=self.dtype)
                 w = torch.as_tensor(weights[s : s + self.batch], dtype=self.dtype)
-                init = None
-                if initial is not None:
-                    init = torch.as_tensor(np.stack([np.asarray(initial[c][s : s + self.batch], dtype=float)
-                                                     for c in self.names], axis=1))
-                for acc, value in zip(out, self._fit_batch(d, w, init)):
+                init = None if initial is None else _table_columns(initial, self.names, s, self.batch)
+                pri = None if prior is None else torch.stack(
+                    [_table_columns(prior, self.names, s, self.batch),
+                     _table_columns(prior, [f"{c}_err" for c in self.names], s, self.batch)], dim=1)
+                for acc, value in zip(out, self._fit_batch(d, w, init, pri)):
                     acc.append(value.detach())
                 bar.update(len(d))
         p, p_err, chi2, niter, models = (torch.cat(v).numpy() for v in out)
@@ -287,6 +309,10 @@ class PsfFitter:
         p[:, 0] *= scale
         p_err[:, 0] *= scale
         return FitResult(self.names, p, p_err, chi2, niter, models)
+
+
+def _table_columns(table: dict, names, start: int, batch: int) -> torch.Tensor:
+    return torch.as_tensor(np.stack([np.asarray(table[c][start : start + batch], dtype=float) for c in names], axis=1))
 
 
 def _centroid(data, weights):

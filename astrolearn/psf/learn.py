@@ -11,8 +11,9 @@ log_alpha         ln alpha [1/m]
 beta              Moffat power law
 ell_cos, ell_sin  ln(ratio) x (cos 2 theta, sin 2 theta): the Moffat ellipse, invariant under the
                   exact degeneracy (ratio, theta) = (1/ratio, theta + pi/2)
-stat_i            static modes [nm]; the even modes' common sign is fixed (first even mode >= 0)
-                  since a single in-focus image cannot tell it
+stat_i            static modes [nm]; a single in-focus image cannot tell the even modes' common
+                  sign, so their loss takes the better of the two signs (``loss.sign_free``) and
+                  predictions report the sign with the first even mode >= 0
 dx, dy            sub-pixel offset of the PSF centre [pixels]
 ================  =============================================================================
 
@@ -61,15 +62,14 @@ def target_names(n_static: int) -> list[str]:
 class PsfTargets:
     """Target function for :class:`~astrolearn.training.ShardDataset` (picklable)."""
 
-    def __init__(self, even: list[bool]):
-        self.even = np.asarray(even, dtype=bool)
+    def __init__(self, n_static: int):
+        self.n_static = n_static
 
     def __call__(self, params: np.ndarray, names: list[str]) -> np.ndarray:
         col = lambda n: params[:, names.index(n)]  # noqa: E731
         ell = np.log(col("ratio"))
-        stat = np.stack([col(f"stat_{i + 1}") for i in range(len(self.even))], axis=1) if len(self.even) else \
+        stat = np.stack([col(f"stat_{i + 1}") for i in range(self.n_static)], axis=1) if self.n_static else \
             np.zeros((len(params), 0))
-        stat = canonical_sign(stat, self.even)
         return np.column_stack([np.log(col("r0")), np.log(col("bck")), np.log(col("amp")), np.log(col("alpha")),
                                 col("beta"), ell * np.cos(2 * col("theta")), ell * np.sin(2 * col("theta")),
                                 stat, col("dx"), col("dy")])
@@ -85,10 +85,16 @@ def canonical_sign(stat: np.ndarray, even: np.ndarray) -> np.ndarray:
     return out
 
 
-def decode(mean: np.ndarray, std: np.ndarray | None, n_static: int) -> dict[str, np.ndarray]:
-    """Network outputs (targets) -> the columns of ``psf fit`` (values and ``_err``) except flux etc."""
+def decode(mean: np.ndarray, std: np.ndarray | None, even: list[bool]) -> dict[str, np.ndarray]:
+    """Network outputs (targets) -> the columns of ``psf fit`` (values and ``_err``) except flux etc.
+
+    ``even`` flags the even static modes, reported with the sign that makes the first one >= 0.
+    """
     std = np.zeros_like(mean) if std is None else std
+    n_static = len(even)
     names = target_names(n_static)
+    mean = mean.copy()
+    mean[:, 7:7 + n_static] = canonical_sign(mean[:, 7:7 + n_static], np.asarray(even, dtype=bool))
     m = {n: mean[:, i] for i, n in enumerate(names)}
     s = {n: std[:, i] for i, n in enumerate(names)}
     cols = {}
@@ -181,14 +187,15 @@ class PsfEstimator:
         self.meta = read_metadata(self.dir)
         self.model = load_model(self.dir)
         fold_batchnorm(self.model.net)
-        self.n_static = sum(1 for t in self.meta["targets"] if t.startswith("stat_"))
+        self.even = self.meta["even_static_modes"]
+        self.n_static = len(self.even)
         self.transform = PsfTransform(self.meta["normalisation"]["stretch"])
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
         """Parameter table (columns of ``psf fit``) for frames (N, npix, npix) [e-]."""
         x = self.transform(images)
         out = self.model.predict(x, batch_size=batch_size)
-        cols = decode(out["mean"], out.get("std"), self.n_static)
+        cols = decode(out["mean"], out.get("std"), self.even)
         flux = images.sum(axis=(1, 2))
         cols["flux"], cols["flux_err"] = flux, np.sqrt(np.clip(flux, 0, None))
         cols["background"], cols["background_err"] = np.zeros(len(images)), np.zeros(len(images))
@@ -212,8 +219,9 @@ def train_psf(data_dir, config, out_dir, *, resume=False, overwrite=False, overr
             raise UserError(f"{shard}: made for another instrument description than {shards[0]}")
     n_static = sum(1 for n in json.loads(_names(shards[0])) if n.startswith("stat_"))
     even = list(even_modes(instrument.static_basis, instrument.pupil_array)) if n_static else []
-    config = resolve_config(config, overrides)
-    data = ShardDataModule(shards, "images", PsfTargets(even), target_names=target_names(n_static),
+    sign_free = [f"stat_{i + 1}" for i, e in enumerate(even) if e]  # a property of the pupil, not a choice
+    config = resolve_config(config, [*overrides, {"loss": {"sign_free": sign_free}}])
+    data = ShardDataModule(shards, "images", PsfTargets(n_static), target_names=target_names(n_static),
                            transform=PsfTransform(), **config["data"])
     module = build_module(config, data)
     metadata = json.dumps(model_metadata(instrument, meta, even), indent=1)

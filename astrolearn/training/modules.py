@@ -64,7 +64,7 @@ class RegressionModule(_TaskModule):
     """Regression of the targets ``names`` (see :class:`~astrolearn.training.tasks.RegressionModel`).
 
     Logs ``train/loss``, ``val/loss``, the validation mean absolute error of each target in its
-    physical unit (``val/mae/<name>``) and ``val/mae_norm``, their mean in units of the target
+    physical unit (``val/mae/<name>``, sign-free targets modulo their common sign) and ``val/mae_norm``, their mean in units of the target
     standard deviations.
 
     Parameters
@@ -88,7 +88,7 @@ class RegressionModule(_TaskModule):
         self.val_mae = MeanAbsoluteError(num_outputs=len(names))
 
     def _update_metrics(self, raw, y):
-        self.val_mae.update(self.model.outputs(raw)["mean"], y)
+        self.val_mae.update(self.model.align(self.model.outputs(raw)["mean"], y), y)
 
     def on_validation_epoch_end(self):
         mae = self.val_mae.compute().reshape(-1)

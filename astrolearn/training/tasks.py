@@ -96,6 +96,15 @@ class RegressionModel(TaskModel):
     With ``model.head.uncertainty``, the network outputs P means and P log-variances trained by
     Gaussian negative log-likelihood; otherwise P values trained by mean squared error.
 
+    ``config["loss"]["nll_beta"]`` > 0 weighs each term of the likelihood by its predicted
+    variance to that power (beta-NLL, Seitzer et al. 2022, ICLR): plain NLL lets the network
+    buy a hard target off with a large variance and stop learning it; 0.5 is their choice.
+
+    ``config["loss"]["sign_free"]`` names targets whose common sign the input cannot tell (the
+    even static modes of an in-focus PSF): the loss of each sample is the smaller of the losses
+    against the target and against the target with that group negated, so the network is free to
+    answer either sign (see :meth:`align`).
+
     Parameters
     ----------
     config, input_shape, names
@@ -115,17 +124,43 @@ class RegressionModel(TaskModel):
             raise ValueError(f"target_mean and target_std must have shape ({p},) and std > 0")
         self.register_buffer("target_mean", mean)
         self.register_buffer("target_std", std)
+        sign_free = list(config.get("loss", {}).get("sign_free") or [])
+        unknown = sorted(set(sign_free) - set(self.names))
+        if unknown:
+            raise UserError(f"loss.sign_free names unknown targets {unknown} (targets: {', '.join(self.names)})")
+        self.register_buffer("sign_free", torch.tensor([n in sign_free for n in self.names]), persistent=False)
+        self.nll_beta = float(config.get("loss", {}).get("nll_beta", 0.0))
 
     def _split(self, raw):
         return raw.chunk(2, dim=1) if self.net.uncertainty else (raw, None)
 
-    def loss(self, raw, target):
+    def _per_sample(self, mean, log_var, target):
         z = (target - self.target_mean) / self.target_std
-        mean, log_var = self._split(raw)
         if log_var is None:
-            return F.mse_loss(mean, z)
+            return ((z - mean) ** 2).mean(dim=1)
         # Written in log-variance: stable without the variance clamping of F.gaussian_nll_loss.
-        return 0.5 * (log_var + (z - mean) ** 2 * torch.exp(-log_var)).mean()
+        nll = 0.5 * (log_var + (z - mean) ** 2 * torch.exp(-log_var))
+        if self.nll_beta:
+            nll = nll * torch.exp(self.nll_beta * log_var.detach())
+        return nll.mean(dim=1)
+
+    def _flipped(self, target):
+        return torch.where(self.sign_free, -target, target)
+
+    def loss(self, raw, target):
+        mean, log_var = self._split(raw)
+        loss = self._per_sample(mean, log_var, target)
+        if bool(self.sign_free.any()):
+            loss = torch.minimum(loss, self._per_sample(mean, log_var, self._flipped(target)))
+        return loss.mean()
+
+    def align(self, prediction, target):
+        """Predictions (physical units) with the sign-free group negated where that fits ``target`` better."""
+        if not bool(self.sign_free.any()):
+            return prediction
+        flip = self._flipped(prediction)
+        closer = (((flip - target) / self.target_std) ** 2).sum(1) < (((prediction - target) / self.target_std) ** 2).sum(1)
+        return torch.where(closer[:, None], flip, prediction)
 
     def outputs(self, raw):
         """``{"mean": (B, P)}``, plus ``"std"`` (B, P) with an uncertainty head."""
