@@ -171,7 +171,9 @@ def _cached_fit(fitter, images, weights, initial, cache: Path, progress: bool, p
     columns = fitter.names + ([f"{n}_err" for n in fitter.names] if prior else [])
     for a in (images, weights, *(() if initial is None else (np.asarray(initial[n], float) for n in columns))):
         h.update(np.ascontiguousarray(a).tobytes())
-    h.update(repr((fitter.names, fitter.max_iter, fitter.tol, MAX_LOG_STEP, prior, PRIOR_PARAMS)).encode())
+    h.update(repr((fitter.names, fitter.max_iter, fitter.tol, MAX_LOG_STEP)).encode())
+    if prior:
+        h.update(repr(PRIOR_PARAMS).encode())
     digest = h.hexdigest()
     if cache.is_file():
         with np.load(cache) as c:
