@@ -4,7 +4,8 @@
 
 Test sets (seeds distinct from the training set's): noisy with static aberrations (default
 priors), noisy without, noiseless with. Each goes through ``astrolearn psf evaluate`` (CNN on
-all, fit from the prior median and hybrid on all); the script then prints the goal table and
+all, fit from the prior median and hybrid, the fit started from and regularised by the CNN, on
+all); the script then prints the goal table and
 the real NIRC2 frame's r0 from ``psf predict`` and ``psf fit``.
 """
 

@@ -8,7 +8,7 @@ from astrolearn.cli import main
 from astrolearn.errors import UserError
 from astrolearn.io.tables import read_csv
 from astrolearn.psf.fit import PsfFitter
-from astrolearn.psf.learn import PsfTargets, PsfTransform, canonical_ellipse, canonical_sign, decode, target_names
+from astrolearn.psf.learn import STRETCH, PsfTargets, PsfTransform, canonical_ellipse, canonical_sign, decode, target_names
 from astrolearn.psf.simulate import simulate
 from psf_helpers import circular
 
@@ -41,8 +41,21 @@ def test_even_modes_share_one_canonical_sign():
 
 def test_transform_is_flux_invariant():
     img = np.random.default_rng(0).random((16, 16))
-    t = PsfTransform()
+    t = PsfTransform(layout="full")
     assert t(img).shape == (1, 16, 16) and np.allclose(t(img), t(7 * img), atol=1e-6)
+
+
+def test_crop_bin_input_holds_the_core_and_the_binned_frame():
+    img = np.random.default_rng(1).random((3, 32, 32))
+    out = PsfTransform(layout="crop_bin")(img)
+    assert out.shape == (3, 2, 8, 8)
+    x = np.sinh(out) * STRETCH * img.sum(axis=(1, 2))[:, None, None, None]  # back to the frame's units
+    np.testing.assert_allclose(x[:, 0], img[:, 12:20, 12:20], rtol=1e-4)
+    np.testing.assert_allclose(x[:, 1], img.reshape(3, 8, 4, 8, 4).mean(axis=(2, 4)), rtol=1e-4)
+    with pytest.raises(UserError, match="multiple of 8"):
+        PsfTransform(layout="crop_bin")(img[:, :28, :28])
+    with pytest.raises(UserError, match="unknown PSF input layout"):
+        PsfTransform(layout="other")
 
 
 def test_train_predict_evaluate_cli(tmp_path, capsys, monkeypatch):

@@ -41,6 +41,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="run directory (checkpoints, logs, resolved config)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config entry, e.g. --set optimizer.lr=3e-4 (repeatable)")
+    p.add_argument("--input", choices=["crop_bin", "full"], default="crop_bin",
+                   help="network input: central crop + binned frame (2 x n/4 x n/4, default) or the full frame")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.ckpt")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
     p.add_argument("--max-epochs", type=int)
@@ -168,7 +170,7 @@ def cmd_train(args) -> int:
                                  "strategy": args.strategy, "precision": args.precision,
                                  "max_epochs": args.max_epochs}.items() if v is not None}
     trainer = train_psf(args.data, config, args.out, resume=args.resume, overwrite=args.overwrite,
-                        overrides=args.set, **options)
+                        overrides=args.set, layout=args.input, **options)
     print(f"best checkpoint: {trainer.checkpoint_callback.best_model_path}")
     return 0
 

@@ -4,7 +4,9 @@ For every parameter: median and 68th-percentile absolute and relative errors, me
 error, 90th percentile, Pearson r, time per PSF, and the median ratio of the error to the
 Cramér-Rao lower bound computed for each test PSF from the differentiable model and the noise
 model (Fisher information J^T W J at the truth). Static modes are in nm; even modes are compared
-modulo their common sign (a single in-focus image cannot tell it).
+modulo their common sign (a single in-focus image cannot tell it). The fit starts from the prior
+median; the hybrid starts from the CNN's estimate and keeps it as a Gaussian prior of the CNN's
+predicted uncertainty (``PsfFitter.fit(prior=...)``).
 """
 
 from __future__ import annotations
@@ -147,6 +149,8 @@ def evaluate(model_dir, data_dir, out_dir, compare_fit: bool = True, n_fit: int 
         "# PSF estimation: CNN vs least-squares fit vs hybrid\n",
         f"Model: `{model_dir}`; test data: `{data_dir}` ({len(images)} PSFs, {instrument.name}, "
         f"{instrument.wavelength_um} um); fit and hybrid on the first {results.get('fit', (0, 0, slice(0, 0)))[2].stop or 0}.\n",
+        "Fit: from the prior median. Hybrid: from the CNN's estimate, with the CNN's estimate and"
+        " uncertainty as a Gaussian prior on r0, C, A, alpha, beta.\n",
         "Relative errors in %, static modes in nm (even modes modulo their common sign), theta in rad;"
         " ratio/theta in the canonical convention ratio >= 1.\n",
         markdown_table(rows, cols),

@@ -19,7 +19,14 @@ dx, dy            sub-pixel offset of the PSF centre [pixels]
 
 Inputs: each frame divided by its total flux and stretched by ``asinh(x / 1e-4)``, so that the
 read-noise floor, the halo and the core all span a few units; frames are centred on their
-brightest pixel (as :func:`astrolearn.psf.data.crop_around_peak` does for user images).
+brightest pixel (as :func:`astrolearn.psf.data.crop_around_peak` does for user images). Two input
+layouts (``psf train --input``, stored in the model's metadata):
+
+- ``crop_bin`` (default): 2 channels of n/4 x n/4 pixels: the central n/4 x n/4 pixels at full
+  resolution (the diffraction core, 3.3 px across on NIRC2, and the static aberrations' speckles)
+  and the whole frame binned 4 x 4 (the seeing and AO halos that carry r0, A, alpha, beta). The
+  network then starts at full resolution where it matters, for the cost of a 32 x 32 input.
+- ``full``: the whole n x n frame, 1 channel (the first shipped models).
 """
 
 from __future__ import annotations
@@ -40,18 +47,43 @@ STRETCH = 1e-4  # asinh softening, in units of the frame's total flux
 PACKAGED = Path(__file__).parent / "models"
 
 
-class PsfTransform:
-    """Frames (..., H, W) [any flux unit] -> network input (..., 1, H, W) float32 (picklable for workers)."""
+LAYOUTS = ("crop_bin", "full")
+BIN = 4  # crop_bin: binning factor of the whole frame, and ratio of the frame to the central crop
 
-    def __init__(self, stretch: float = STRETCH):
+
+class PsfTransform:
+    """Frames (..., H, W) [any flux unit] -> network input (..., C, h, w) float32 (picklable for workers).
+
+    Parameters
+    ----------
+    stretch : float
+        asinh softening, in units of the frame's total flux.
+    layout : {"crop_bin", "full"}
+        ``crop_bin``: (2, H/4, W/4), the central H/4 x W/4 pixels and the frame binned 4 x 4 (mean);
+        ``full``: (1, H, W).
+    """
+
+    def __init__(self, stretch: float = STRETCH, layout: str = "crop_bin"):
+        if layout not in LAYOUTS:
+            raise UserError(f"unknown PSF input layout {layout!r} (known: {', '.join(LAYOUTS)})")
         self.stretch = stretch
+        self.layout = layout
 
     def __call__(self, image) -> np.ndarray:
         import torch  # its asinh is vectorised and threaded: 1.5x numpy's on a batch
 
         x = torch.from_numpy(np.nan_to_num(np.asarray(image, dtype=np.float32)))
         flux = x.sum(dim=(-2, -1), keepdim=True, dtype=torch.float64).clamp(min=1e-30)
-        return torch.asinh(x * (1.0 / (flux * self.stretch)).float()).unsqueeze(-3).numpy()
+        scale = (1.0 / (flux * self.stretch)).float().unsqueeze(-3)
+        if self.layout == "full":
+            return torch.asinh(x.unsqueeze(-3) * scale).numpy()
+        h, w = x.shape[-2:]
+        if h % BIN or w % BIN or (h // BIN) % 2 or (w // BIN) % 2:
+            raise UserError(f"frames of {h}x{w} pixels: the crop_bin input needs sides multiple of {2 * BIN}")
+        ch, cw = h // BIN, w // BIN
+        crop = x[..., h // 2 - ch // 2 : h // 2 + ch // 2, w // 2 - cw // 2 : w // 2 + cw // 2]
+        binned = x.reshape(*x.shape[:-2], ch, BIN, cw, BIN).mean(dim=(-3, -1))
+        return torch.asinh(torch.stack([crop, binned], dim=-3) * scale).numpy()
 
 
 def target_names(n_static: int) -> list[str]:
@@ -124,7 +156,7 @@ def canonical_ellipse(ratio: np.ndarray, theta: np.ndarray):
 
 
 # ---- metadata stored with the weights, checked at predict time ------------------------------
-def model_metadata(instrument: Instrument, shard_meta: dict, even: list[bool]) -> dict:
+def model_metadata(instrument: Instrument, shard_meta: dict, even: list[bool], layout: str) -> dict:
     return {
         "instrument": instrument.to_dict(),
         "wavelength_um": instrument.wavelength_um,
@@ -133,7 +165,7 @@ def model_metadata(instrument: Instrument, shard_meta: dict, even: list[bool]) -
         "priors": shard_meta.get("priors"),
         "noise": shard_meta.get("noise"),
         "normalisation": {"input": "asinh(frame / (total flux x stretch))", "stretch": STRETCH,
-                          "centring": "brightest pixel at npix//2"},
+                          "centring": "brightest pixel at npix//2", "layout": layout},
         "targets": target_names(len(even)),
         "even_static_modes": [bool(e) for e in even],
         "astrolearn_version": __version__,
@@ -189,7 +221,8 @@ class PsfEstimator:
         fold_batchnorm(self.model.net)
         self.even = self.meta["even_static_modes"]
         self.n_static = len(self.even)
-        self.transform = PsfTransform(self.meta["normalisation"]["stretch"])
+        norm = self.meta["normalisation"]
+        self.transform = PsfTransform(norm["stretch"], norm.get("layout", "full"))
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
         """Parameter table (columns of ``psf fit``) for frames (N, npix, npix) [e-]."""
@@ -202,8 +235,9 @@ class PsfEstimator:
         return cols
 
 
-def train_psf(data_dir, config, out_dir, *, resume=False, overwrite=False, overrides=(), **trainer_options):
-    """Train a PSF estimator on the shards of ``data_dir``; returns the Lightning trainer."""
+def train_psf(data_dir, config, out_dir, *, resume=False, overwrite=False, overrides=(), layout="crop_bin",
+              **trainer_options):
+    """Train a PSF estimator on the shards of ``data_dir`` with input ``layout``; returns the Lightning trainer."""
     from ..io.shards import list_shards, read_meta
     from ..training import ShardDataModule, build_module, fit, resolve_config
     from .pupils import even_modes
@@ -221,10 +255,16 @@ def train_psf(data_dir, config, out_dir, *, resume=False, overwrite=False, overr
     even = list(even_modes(instrument.static_basis, instrument.pupil_array)) if n_static else []
     sign_free = [f"stat_{i + 1}" for i, e in enumerate(even) if e]  # a property of the pupil, not a choice
     config = resolve_config(config, [*overrides, {"loss": {"sign_free": sign_free}}])
+    for other in ([out_dir] if resume else []) + ([config["init_from"]] if config["init_from"] else []):
+        found = Path(other) / METADATA_FILE
+        if found.is_file():
+            made = json.loads(found.read_text())["normalisation"].get("layout", "full")
+            if made != layout:
+                raise UserError(f"{other}: trained with --input {made}, not {layout}")
     data = ShardDataModule(shards, "images", PsfTargets(n_static), target_names=target_names(n_static),
-                           transform=PsfTransform(), **config["data"])
+                           transform=PsfTransform(layout=layout), **config["data"])
     module = build_module(config, data)
-    metadata = json.dumps(model_metadata(instrument, meta, even), indent=1)
+    metadata = json.dumps(model_metadata(instrument, meta, even, layout), indent=1)
     return fit(config, data, module, out_dir, resume=resume, overwrite=overwrite,
                on_ready=lambda: (Path(out_dir) / METADATA_FILE).write_text(metadata), **trainer_options)
 
