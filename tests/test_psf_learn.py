@@ -75,6 +75,10 @@ def test_train_predict_evaluate_cli(tmp_path, capsys, monkeypatch):
     assert main(["psf", "train", str(tmp_path / "train"), "--config", str(other_net), "--out", str(tmp_path / "refused"),
                  "--set", f"init_from={run}"]) == 2
     assert "init_from" in capsys.readouterr().err and not (tmp_path / "refused").exists()
+    assert meta["normalisation"]["layout"] == "crop_bin"
+    assert main(["psf", "train", str(tmp_path / "train"), "--config", str(cfg), "--out", str(run), "--resume",
+                 "--input", "full"]) == 2
+    assert "trained with --input crop_bin, not full" in capsys.readouterr().err
     assert meta["instrument"]["name"] == "circ" and meta["targets"] == target_names(0)
     assert (run / "config.yaml").exists()
     out = tmp_path / "pred.csv"
