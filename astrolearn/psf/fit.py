@@ -193,10 +193,11 @@ class PsfFitter:
 
     def _prior(self, prior: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(values, errors) (N, 2, P) in output units -> prior centre and inverse variance in z."""
-        value, err = prior[:, 0].to(self.dtype).clone(), prior[:, 1].to(self.dtype)
+        given, err = prior[:, 0].to(self.dtype), prior[:, 1].to(self.dtype)
+        rel = torch.where(self.is_log, err / given.abs().clamp(min=1e-300), err)  # relative: r0's 500 nm is fine
+        value = given.clone()
         value[:, 0] = r0_to_wavelength(value[:, 0], self.instrument.wavelength_m)
         value = torch.maximum(torch.minimum(value, self._hi_nat), self._lo_nat)
-        rel = torch.where(self.is_log, err / prior[:, 0].to(self.dtype).abs().clamp(min=1e-300), err)  # at 500 nm for r0
         z0 = torch.where(self.is_log, value.clamp(min=1e-300).log(), value)
         used = torch.tensor([n in PRIOR_PARAMS for n in self.names])
         ok = used & torch.isfinite(rel) & (rel > 0)

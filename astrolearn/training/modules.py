@@ -64,8 +64,8 @@ class RegressionModule(_TaskModule):
     """Regression of the targets ``names`` (see :class:`~astrolearn.training.tasks.RegressionModel`).
 
     Logs ``train/loss``, ``val/loss``, the validation mean absolute error of each target in its
-    physical unit (``val/mae/<name>``, sign-free targets modulo their common sign) and ``val/mae_norm``, their mean in units of the target
-    standard deviations.
+    physical unit (``val/mae/<name>``, sign-free targets modulo their common sign) and
+    ``val/mae_norm``, their mean in units of the target standard deviations.
 
     Parameters
     ----------
