@@ -65,3 +65,27 @@ def test_cli_simulate_and_bad_inputs(tmp_path, capsys):
     bad.write_text("not hdf5")
     with pytest.raises(UserError, match="not a readable HDF5"):
         read_shard(bad)
+
+
+def test_static_free_fraction(tmp_path):
+    from astrolearn.psf.instruments import load_instrument
+    from astrolearn.psf.simulate import DEFAULT_SIM, config_digest, draw_parameters, merge_config
+
+    inst = load_instrument("nirc2")
+    base = merge_config(DEFAULT_SIM, {})
+    mixed = merge_config(DEFAULT_SIM, {"static_free_fraction": 0.4})
+    a = draw_parameters(inst, base, 500, np.random.default_rng(3))
+    b = draw_parameters(inst, mixed, 500, np.random.default_rng(3))
+    stat = slice(7, 7 + inst.n_static)
+    free = (b[:, stat] == 0).all(axis=1)
+    assert 0.3 < free.mean() < 0.5 and not (a[:, stat] == 0).all(axis=1).any()
+    # Same draws otherwise: the option only zeroes the static modes of the chosen PSFs.
+    assert np.array_equal(np.delete(a, np.s_[stat], axis=1), np.delete(b, np.s_[stat], axis=1))
+    assert np.array_equal(a[~free], b[~free])
+    # Sets made before the option existed keep their digest (resume still matches them).
+    legacy = {k: v for k, v in base.items() if k != "static_free_fraction"}
+    assert config_digest(inst, base, 1) == config_digest(inst, legacy, 1)
+    assert config_digest(inst, mixed, 1) != config_digest(inst, base, 1)
+    with pytest.raises(UserError, match=r"static-free-fraction must lie in \[0, 1\]"):
+        simulate(circular(npix=32), 2, 1, tmp_path / "x", {"static_free_fraction": 1.5}, progress=False)
+    assert not (tmp_path / "x").exists()

@@ -19,6 +19,8 @@ def register(sub) -> None:
     p.add_argument("--noise", choices=["default", "none"], help="detector noise (default: preset's photon+read noise)")
     p.add_argument("--noiseless-fraction", type=float, help="fraction of noiseless PSFs in a noisy set")
     p.add_argument("--static", choices=["default", "none"], default="default", help="static aberrations")
+    p.add_argument("--static-free-fraction", type=float,
+                   help="fraction of PSFs without static aberrations in a set with them (default 0)")
     p.add_argument("--static-basis", help="FITS cube (K,n,n) of static modes in nm over the pupil")
     p.add_argument("--config", help="YAML file overriding priors/noise settings (see psf/simulate.py)")
     p.add_argument("--shard-size", type=int, help="PSFs per shard (default 1000)")
@@ -104,6 +106,8 @@ def cmd_simulate(args) -> int:
         overrides["noise"] = args.noise
     if args.noiseless_fraction is not None:
         overrides["noiseless_fraction"] = args.noiseless_fraction
+    if args.static_free_fraction is not None:
+        overrides["static_free_fraction"] = args.static_free_fraction
     if args.static == "none":
         overrides["static"] = False
     if args.shard_size:

@@ -164,6 +164,7 @@ def model_metadata(instrument: Instrument, shard_meta: dict, even: list[bool], l
         "npix": instrument.npix,
         "priors": shard_meta.get("priors"),
         "noise": shard_meta.get("noise"),
+        "static_free_fraction": (shard_meta.get("config") or {}).get("static_free_fraction", 0.0),
         "normalisation": {"input": "asinh(frame / (total flux x stretch))", "stretch": STRETCH,
                           "centring": "brightest pixel at npix//2", "layout": layout},
         "targets": target_names(len(even)),

@@ -22,6 +22,11 @@ Stored truth columns: ``r0`` (m at 500 nm), ``bck``, ``amp``, ``alpha``, ``ratio
 ``beta`` (maoppy's units at the image wavelength), ``stat_1..stat_K`` (nm), ``flux`` (e-),
 ``background`` (e-, 0 after sky subtraction), ``dx``, ``dy`` (pixels), ``mag``, ``noisy`` (0/1).
 Images are in photo-electrons, sky subtracted.
+
+Other settings (``DEFAULT_SIM``): ``noise`` ("default" or "none"), ``noiseless_fraction`` (share
+of noiseless PSFs in a noisy set), ``static`` (static aberrations on or off), ``static_free_fraction``
+(share of PSFs whose static modes are all zero in a set with static aberrations: an estimator
+trained on it also meets aberration-free images), ``shard_size``, ``dtype``.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ DEFAULT_SIM = {
     "noise": "default",  # "default" (photon + read noise of the preset) or "none"
     "noiseless_fraction": 0.0,  # fraction of noiseless PSFs mixed into a noisy set
     "static": True,
+    "static_free_fraction": 0.0,  # fraction of PSFs without static aberrations in a static set
     "shard_size": 1000,
     "dtype": "float32",
 }
@@ -127,6 +133,9 @@ def draw_parameters(instrument: Instrument, config: dict, n: int, rng: np.random
     noisy = np.ones(n) if config["noise"] != "none" else np.zeros(n)
     if config["noise"] != "none" and config["noiseless_fraction"] > 0:
         noisy = (rng.uniform(size=n) >= config["noiseless_fraction"]).astype(float)
+    if k and config["static_free_fraction"] > 0:
+        # drawn last so that sets made without this option keep their random streams
+        stat[rng.uniform(size=n) < config["static_free_fraction"]] = 0.0
     from .noise import star_electrons
 
     flux = star_electrons(mag, instrument.detector) if instrument.detector else np.ones(n)
@@ -153,7 +162,13 @@ def render(model, instrument: Instrument, params: np.ndarray, names: list[str], 
     return out
 
 
+# Settings added after sets were made: at these values they are left out of the digest, so that
+# those sets still resume and match.
+_DIGEST_NEUTRAL = {"static_free_fraction": 0.0}
+
+
 def config_digest(instrument: Instrument, config: dict, seed: int) -> str:
+    config = {k: v for k, v in config.items() if k not in _DIGEST_NEUTRAL or v != _DIGEST_NEUTRAL[k]}
     blob = json.dumps({"instrument": instrument.to_dict(), "config": config, "seed": seed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -207,6 +222,9 @@ def simulate(instrument: Instrument, n: int, seed: int, out: Path, config: dict 
     from tqdm import tqdm
 
     config = merge_config(DEFAULT_SIM, config)
+    for key in ("noiseless_fraction", "static_free_fraction"):
+        if not 0.0 <= float(config[key]) <= 1.0:
+            raise UserError(f"{key.replace('_', '-')} must lie in [0, 1], got {config[key]}")
     if not config["static"]:
         instrument = instrument.without_static()
     if n <= 0:
