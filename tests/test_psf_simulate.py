@@ -86,6 +86,7 @@ def test_static_free_fraction(tmp_path):
     legacy = {k: v for k, v in base.items() if k != "static_free_fraction"}
     assert config_digest(inst, base, 1) == config_digest(inst, legacy, 1)
     assert config_digest(inst, mixed, 1) != config_digest(inst, base, 1)
-    with pytest.raises(UserError, match=r"static-free-fraction must lie in \[0, 1\]"):
-        simulate(circular(npix=32), 2, 1, tmp_path / "x", {"static_free_fraction": 1.5}, progress=False)
+    for bad in (1.5, "half"):
+        with pytest.raises(UserError, match=r"static-free-fraction must be a number in \[0, 1\]"):
+            simulate(circular(npix=32), 2, 1, tmp_path / "x", {"static_free_fraction": bad}, progress=False)
     assert not (tmp_path / "x").exists()

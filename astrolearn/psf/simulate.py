@@ -223,8 +223,9 @@ def simulate(instrument: Instrument, n: int, seed: int, out: Path, config: dict 
 
     config = merge_config(DEFAULT_SIM, config)
     for key in ("noiseless_fraction", "static_free_fraction"):
-        if not 0.0 <= float(config[key]) <= 1.0:
-            raise UserError(f"{key.replace('_', '-')} must lie in [0, 1], got {config[key]}")
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise UserError(f"{key.replace('_', '-')} must be a number in [0, 1], got {value!r}")
     if not config["static"]:
         instrument = instrument.without_static()
     if n <= 0:
