@@ -422,3 +422,14 @@ def test_beta_nll_weighs_each_term_by_its_variance():
     terms = 0.5 * (log_var + (z - mean) ** 2 * torch.exp(-log_var))
     assert torch.isclose(plain.loss(raw, y), terms.mean())
     assert torch.isclose(weighted.loss(raw, y), (terms * torch.tensor([2.0, 1.0, 0.5])).mean())
+
+
+def test_last_checkpoint_is_the_last_epoch_even_without_improvement(data_dir, tmp_path):
+    """--resume continues from the last completed epoch, not from the best one."""
+    from astrolearn.training import fit
+
+    config = tiny_config({"type": "regression"}, optimizer={"lr": 0.0}, model={"defaults": {"norm": "none"}})
+    _, data, module = regression_setup(data_dir, config)
+    fit(config, data, module, tmp_path, max_epochs=3)  # frozen network: the validation loss never improves
+    assert [p.name for p in (tmp_path / "checkpoints").glob("best-*")] == ["best-epoch=000.ckpt"]
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 2

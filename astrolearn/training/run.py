@@ -95,8 +95,12 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
 
     L.seed_everything(config["seed"], workers=True, verbose=False)
     checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best-{epoch:03d}", monitor=MONITOR,
-                                 mode="min", save_top_k=1, save_last=True)
-    all_callbacks = [checkpoint, *callbacks]
+                                 mode="min", save_top_k=1)
+    # A second callback writes last.ckpt after every epoch: since Lightning 2.6, save_last=True
+    # above would only copy the best one, and --resume would go back to the last improvement.
+    last_checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename=last.stem, monitor=None,
+                                      save_top_k=1, enable_version_counter=False)
+    all_callbacks = [checkpoint, last_checkpoint, *callbacks]
     if t["patience"]:
         all_callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=t["patience"]))
     if config["scheduler"]["name"] != "none":
