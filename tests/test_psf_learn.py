@@ -108,10 +108,31 @@ def test_train_predict_evaluate_cli(tmp_path, capsys, monkeypatch):
 
 
 def test_no_shipped_model_for_unknown_instrument(tmp_path):
+    from astrolearn.psf.instruments import load_instrument
     from astrolearn.psf.learn import packaged_model
 
     with pytest.raises(UserError, match="no pretrained model shipped for instrument 'circ'"):
         packaged_model(circular())
+    with pytest.raises(UserError, match="no pretrained aberration-free .* for instrument 'irdis'"):
+        packaged_model(load_instrument("irdis"), static=False)
+
+
+def test_shipped_models_on_the_real_nirc2_frame(shared_data, tmp_path, capsys):
+    """Out of the box, with and without static aberrations: r0(500 nm) in 0.12-0.20 m (issue goal)."""
+    frame = str(shared_data / "keck" / "20130801_n0004.fits")
+    for static in ("default", "none"):
+        out = tmp_path / f"{static}.csv"
+        assert main(["psf", "predict", frame, "--instrument", "nirc2", "--static", static, "--out", str(out)]) == 0
+        table = read_csv(out)
+        assert 0.12 <= table["r0"][0] <= 0.20 and table["r0_err"][0] > 0
+        assert ("stat_1" in table) == (static == "default")
+    # --static none with a model that estimates static modes is a contradiction, refused.
+    from astrolearn.psf.learn import PACKAGED
+
+    assert main(["psf", "predict", frame, "--instrument", "nirc2", "--static", "none", "--model",
+                 str(PACKAGED / "nirc2"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "--static none needs one trained without them" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
 
 
 def test_predicted_even_modes_are_reported_with_the_first_one_positive():

@@ -57,6 +57,8 @@ def register(sub) -> None:
     p = verbs.add_parser("predict", help="estimate PSF parameters of images with a trained CNN")
     _add_input_args(p)
     p.add_argument("--model", help="run directory of a trained model (default: the shipped model)")
+    p.add_argument("--static", choices=["default", "none"], default="default",
+                   help="none: the images have no static aberrations (the shipped model trained without them)")
     p.add_argument("--refine", action="store_true", help="hybrid: the classical fit, started from the CNN estimate "
                    "and regularised by it (a Gaussian prior of the CNN's uncertainty on r0, C, A, alpha, beta)")
     p.set_defaults(func=cmd_predict)
@@ -187,13 +189,18 @@ def cmd_predict(args) -> int:
     from .. import __version__
     from ..io.shards import check_new_output
     from ..io.tables import write_csv, write_run_config
+    from ..errors import UserError
     from .data import load_psf_images
     from .learn import PsfEstimator, check_compatible, packaged_model, read_metadata
 
     out = check_new_output(args.out, args.overwrite)
     inst = resolve_instrument(args)
-    model_dir = Path(args.model) if args.model else packaged_model(inst)
-    check_compatible(read_metadata(model_dir), inst, model_dir)
+    model_dir = Path(args.model) if args.model else packaged_model(inst, static=args.static != "none")
+    meta = read_metadata(model_dir)
+    check_compatible(meta, inst, model_dir)
+    if args.static == "none" and meta["even_static_modes"]:
+        raise UserError(f"{model_dir}: the model estimates static modes; --static none needs one trained "
+                        "without them (psf simulate --static none)")
     data = load_psf_images(args.input, inst, gain=args.gain, weighting=args.weights)
     estimator = PsfEstimator(model_dir)
     start = time.perf_counter()
@@ -212,7 +219,7 @@ def cmd_predict(args) -> int:
     write_csv(out, columns, overwrite=args.overwrite)
     write_run_config(out.with_name(out.stem + ".config.yaml"), {
         "command": "psf predict", "input": str(Path(args.input).resolve()), "model": str(model_dir.resolve()),
-        "refine": args.refine, "instrument": inst.to_dict(), "gain_e_per_adu": data.gain,
+        "static": args.static, "refine": args.refine, "instrument": inst.to_dict(), "gain_e_per_adu": data.gain,
         "seconds_per_psf": elapsed / len(data.images), "astrolearn_version": __version__,
     })
     if models is not None:

@@ -196,10 +196,16 @@ def check_compatible(meta: dict, instrument: Instrument, where) -> None:
         raise UserError(f"{where}: model trained for " + ", ".join(problems) + "; train one for these images")
 
 
-def packaged_model(instrument: Instrument) -> Path:
-    path = PACKAGED / instrument.name
+def packaged_model(instrument: Instrument, static: bool = True) -> Path:
+    """The shipped model of an instrument: trained with static aberrations, or without (``static=False``).
+
+    The model without is the network's counterpart of ``psf fit --static none``: told that the
+    images have no static aberrations, it does not spend its estimate of A on ruling them out.
+    """
+    path = PACKAGED / (instrument.name if static else f"{instrument.name}-nostatic")
     if not (path / METADATA_FILE).exists():
-        raise UserError(f"no pretrained model shipped for instrument {instrument.name!r}; pass --model RUN_DIR")
+        kind = "" if static else "aberration-free (--static none) "
+        raise UserError(f"no pretrained {kind}model shipped for instrument {instrument.name!r}; pass --model RUN_DIR")
     return path
 
 
@@ -277,8 +283,13 @@ def _names(shard) -> str:
         return f["params"].attrs["names"]
 
 
-def export_model(run_dir, dest) -> Path:
-    """Copy a run's best weights (without optimiser state) and metadata into ``dest`` (shipping)."""
+def export_model(run_dir, dest, which: str = "best") -> Path:
+    """Copy a run's weights (without optimiser state) and metadata into ``dest`` (shipping).
+
+    ``which``: "best" (lowest validation loss) or "last" (the final epoch: with a negative
+    log-likelihood loss, the validation loss can rise through the variances while the errors of
+    the estimates still fall).
+    """
     import shutil
 
     import torch
@@ -287,7 +298,7 @@ def export_model(run_dir, dest) -> Path:
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    state = torch.load(find_checkpoint(run_dir), map_location="cpu", weights_only=True)
+    state = torch.load(find_checkpoint(run_dir, which), map_location="cpu", weights_only=True)
     (dest / "checkpoints").mkdir(exist_ok=True)
     torch.save({"hyper_parameters": state["hyper_parameters"], "state_dict": state["state_dict"]},
                dest / "checkpoints" / "best-model.ckpt")
