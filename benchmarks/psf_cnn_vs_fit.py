@@ -58,7 +58,7 @@ def main():
         evaluate(estimator, data, out / report, compare_fit=True, progress=True, hybrid=not args.fits_only)
         if args.fits_only:
             continue
-        summary.append((report, read_csv(out / report / "errors.csv")))
+        summary.append((name, report, read_csv(out / report / "errors.csv")))
 
     if args.fits_only:
         return
@@ -73,7 +73,7 @@ def print_goal_table(out, summary):
     print("# CNN vs fit vs hybrid, NIRC2 (goal table)\n")
     print("| test set | parameter | statistic | CNN | fit | hybrid | CNN/fit |")
     print("|---|---|---|---|---|---|---|")
-    for name, err in summary:
+    for _, name, err in summary:
         idx = {(m, p): i for i, (m, p) in enumerate(zip(err["method"], err["parameter"]))}
         for param in ("r0", "amp"):
             for stat in ("median_rel_%", "mean_rel_%", "p90_rel_%", "err/CRB_median"):
@@ -84,21 +84,21 @@ def print_goal_table(out, summary):
     fit = read_csv(out / "noisy_static" / "fit.csv")
     print(f"\nfit run-aways (r0 > 10 m) on noisy_static: {(fit['r0'] > 10).sum()} / {len(fit['r0'])}; "
           f"CNN: {(t['r0'] > 10).sum()}")
-    print_a_by_magnitude(out, [name for name, _ in summary])
+    print_a_by_magnitude(out, [(name, report) for name, report, _ in summary])
 
 
-def print_a_by_magnitude(out, reports):
+def print_a_by_magnitude(out, reports: list[tuple[str, str]]):
     """A's error against the star's magnitude: an estimator limited by the noise improves on
-    brighter stars; a flat error is the estimator's own floor. Also the median signed error."""
+    brighter stars; a flat error is the estimator's own floor. Also the median signed error.
+    ``reports``: (test set, report directory) pairs under ``out``."""
     from astrolearn.io.shards import list_shards, read_shard
     from astrolearn.io.tables import read_csv
 
     print("\n# A: median relative error (%) by magnitude tercile, and median signed error (bias, %)\n")
     print("| report | method | bright | middle | faint | bias |")
     print("|---|---|---|---|---|---|")
-    for report in reports:
-        data = out / "data" / report.removesuffix("_told")
-        shards = [read_shard(p, domain="psf") for p in list_shards(data)]
+    for name, report in reports:
+        shards = [read_shard(p, domain="psf") for p in list_shards(out / "data" / name)]
         amp, mag = (np.concatenate([s.column(c) for s in shards]) for c in ("amp", "mag"))
         edges = np.quantile(mag, [0, 1 / 3, 2 / 3, 1])
         tercile = np.clip(np.searchsorted(edges, mag, side="right") - 1, 0, 2)

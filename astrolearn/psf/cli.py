@@ -187,9 +187,9 @@ def cmd_predict(args) -> int:
     import numpy as np
 
     from .. import __version__
+    from ..errors import UserError
     from ..io.shards import check_new_output
     from ..io.tables import write_csv, write_run_config
-    from ..errors import UserError
     from .data import load_psf_images
     from .learn import PsfEstimator, check_compatible, packaged_model, read_metadata
 
