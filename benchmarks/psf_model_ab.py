@@ -5,7 +5,8 @@
 For each test set (the directories of shards under ``--data``, as made by
 ``benchmarks/psf_cnn_vs_fit.py``) and for r0 and A: each model's median relative error [%] with its
 95 % bootstrap interval, and the 95 % interval of the difference B - A (resampling the same PSFs
-for both, so that a change is told from the draw of the test set).
+for both, so that a change is told from the draw of the test set); then each model's median
+signed error [%] (its bias).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def main():
     models = {"A": PsfEstimator(Path(args.model_a)), "B": PsfEstimator(Path(args.model_b))}
     rng = np.random.default_rng(0)
     print(f"A = {args.model_a}, B = {args.model_b}; median relative error [%] (95 % bootstrap interval)\n")
-    print("| test set | parameter | A | B | B - A |\n|---|---|---|---|---|")
+    print("| test set | parameter | A | B | B - A | bias A | bias B |\n|---|---|---|---|---|---|---|")
     for data in sorted(p for p in Path(args.data).iterdir() if p.is_dir()):
         shards = [read_shard(p, domain="psf") for p in list_shards(data)]
         images = np.concatenate([s.arrays["images"] for s in shards]).astype(np.float64)
@@ -38,12 +39,14 @@ def main():
         idx = rng.integers(0, len(images), (args.boot, len(images)))
         for par in ("r0", "amp"):
             truth = np.concatenate([s.column(par) for s in shards])
-            err = {k: np.abs(e[par] / truth - 1) * 100 for k, e in est.items()}
+            signed = {k: (e[par] / truth - 1) * 100 for k, e in est.items()}
+            err = {k: np.abs(v) for k, v in signed.items()}
             med = {k: np.median(v[idx], axis=1) for k, v in err.items()}
             cell = {k: f"{np.median(err[k]):.2f} ({np.percentile(med[k], 2.5):.2f}-{np.percentile(med[k], 97.5):.2f})"
                     for k in err}
             lo, hi = np.percentile(med["B"] - med["A"], [2.5, 97.5])
-            print(f"| {data.name} | {par} | {cell['A']} | {cell['B']} | {lo:+.2f} to {hi:+.2f} |")
+            print(f"| {data.name} | {par} | {cell['A']} | {cell['B']} | {lo:+.2f} to {hi:+.2f} | "
+                  f"{np.median(signed['A']):+.2f} | {np.median(signed['B']):+.2f} |")
 
 
 if __name__ == "__main__":
