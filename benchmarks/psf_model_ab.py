@@ -6,7 +6,8 @@ For each test set (the directories of shards under ``--data``, as made by
 ``benchmarks/psf_cnn_vs_fit.py``) and for r0 and A: each model's median relative error [%] with its
 95 % bootstrap interval, and the 95 % interval of the difference B - A (resampling the same PSFs
 for both, so that a change is told from the draw of the test set); then each model's median
-signed error [%] (its bias).
+signed error [%] (its bias) and the share of PSFs whose error lies within the predicted
+uncertainty (``_err``; 68 % for a calibrated Gaussian uncertainty).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def main():
     models = {"A": PsfEstimator(Path(args.model_a)), "B": PsfEstimator(Path(args.model_b))}
     rng = np.random.default_rng(0)
     print(f"A = {args.model_a}, B = {args.model_b}; median relative error [%] (95 % bootstrap interval)\n")
-    print("| test set | parameter | A | B | B - A | bias A | bias B |\n|---|---|---|---|---|---|---|")
+    print("| test set | parameter | A | B | B - A | bias A | bias B | within err A | within err B |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for data in sorted(p for p in Path(args.data).iterdir() if p.is_dir()):
         shards = [read_shard(p, domain="psf") for p in list_shards(data)]
         images = np.concatenate([s.arrays["images"] for s in shards]).astype(np.float64)
@@ -41,12 +43,16 @@ def main():
             truth = np.concatenate([s.column(par) for s in shards])
             signed = {k: (e[par] / truth - 1) * 100 for k, e in est.items()}
             err = {k: np.abs(v) for k, v in signed.items()}
+            # _err is value x the predicted standard deviation of ln(value)
+            cover = {k: 100 * np.mean(np.abs(np.log(e[par] / truth)) < e[f"{par}_err"] / e[par])
+                     for k, e in est.items()}
             med = {k: np.median(v[idx], axis=1) for k, v in err.items()}
             cell = {k: f"{np.median(err[k]):.2f} ({np.percentile(med[k], 2.5):.2f}-{np.percentile(med[k], 97.5):.2f})"
                     for k in err}
             lo, hi = np.percentile(med["B"] - med["A"], [2.5, 97.5])
             print(f"| {data.name} | {par} | {cell['A']} | {cell['B']} | {lo:+.2f} to {hi:+.2f} | "
-                  f"{np.median(signed['A']):+.2f} | {np.median(signed['B']):+.2f} |")
+                  f"{np.median(signed['A']):+.2f} | {np.median(signed['B']):+.2f} | "
+                  f"{cover['A']:.0f} % | {cover['B']:.0f} % |")
 
 
 if __name__ == "__main__":
