@@ -46,6 +46,10 @@ def test_nan_pixels_ignored_and_all_nan_refused(tmp_path):
     fits.writeto(nan_path, np.full((2, 64, 64), np.nan, dtype=np.float32))
     with pytest.raises(UserError, match="frame 0 has no finite pixel"):
         load_psf_images(nan_path, inst)
+    empty_path = tmp_path / "empty.fits"
+    fits.writeto(empty_path, np.stack([frame, np.zeros_like(frame)]).astype(np.float32))
+    with pytest.raises(UserError, match="frame 1 has no signal"):
+        load_psf_images(empty_path, inst)
 
 
 def test_cli_fit_outputs(tmp_path, capsys):

@@ -91,6 +91,8 @@ def load_psf_images(path, instrument: Instrument, gain: float | None = None, wei
     for i, frame in enumerate(cube):
         if not np.isfinite(frame).any():
             raise UserError(f"{path}: frame {i} has no finite pixel")
+        if not np.nansum(frame) > 0:
+            raise UserError(f"{path}: frame {i} has no signal (its pixels sum to {np.nansum(frame):.3g})")
     cube, offsets = crop_around_peak(cube, instrument.npix)
     valid = np.isfinite(cube)
     images = np.where(valid, cube, 0.0)
