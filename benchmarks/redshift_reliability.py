@@ -4,6 +4,7 @@
     python benchmarks/redshift_reliability.py train       [--labels classical 3class] [--max-epochs 30]
     python benchmarks/redshift_reliability.py evaluate    [--labels classical 3class]
     python benchmarks/redshift_reliability.py throughput  [--n 4096]
+    python benchmarks/redshift_reliability.py baseline    [--labels classical 3class]
     python benchmarks/redshift_reliability.py export      [--labels classical 3class]
 
 Every stage is resumable (rerun the same command after an interruption) and writes under
@@ -15,12 +16,14 @@ Every stage is resumable (rerun the same command after an interruption) and writ
 - ``pdf/<set>``: the engine's estimates and log PDFs on the default grid, with the
   truth, as reliability shards (one per simulated shard);
 - ``run-<labels>``: training runs (CNN, calibration, descriptor baseline);
+- ``baseline-<labels>``: the descriptor baseline alone, on the ``train`` split (``baseline`` stage);
 - ``eval-<labels>``: reports (``report.md``, CSV, PNG);
 - ``throughput-<threads>thread.json``: classifier PDFs/s (``--repeat`` timings of ``--n`` PDFs
   read into memory first) and chain (estimate + reliability) spectra/s, with the load average.
 
 ``export`` copies the trained weights and metadata of each run into the package
-(``astrolearn/redshift/models/<labels>.pt`` and ``.json``): the shipped models.
+(``astrolearn/redshift/models/<labels>.pt`` and ``.json``), with the descriptor baseline
+(``<labels>_gbm.pkl``): the shipped models.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ def stage_data(args):
     engine = engine_for(cfg, args.workers)
     splits = [("train", args.n_train), ("test", args.n_test)] + [(f"train{i}", n) for i, n in enumerate(args.n_extra, 2)]
     for split, n in splits:
+        if n == 0:
+            continue
         sim_dir = args.work / "sim" / split
         if not (sim_dir / "simulation.json").exists() or len(list(sim_dir.glob("shard-*.h5"))) < -(-n // cfg.shard_size):
             simulate(sim_dir, n, seed_of(split), cfg, progress=False)
@@ -101,6 +106,27 @@ def stage_train(args):
         summary = train_reliability(shards, get_scheme(name), run, resume=resume, max_epochs=args.max_epochs,
                                     overrides=[f"data.num_workers={args.loader_workers}"])
         print(name, json.dumps(summary), f"{time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def stage_baseline(args):
+    """Only the descriptors + GBM baseline, on the first training split (what ships beside the CNN)."""
+    from astrolearn.redshift.reliability.dataset import SchemeTargets, shard_grid
+    from astrolearn.redshift.reliability.labels import get_scheme
+    from astrolearn.redshift.reliability.train import BASELINE_FILE, train_baseline
+    from astrolearn.training import ShardDataModule
+
+    shards = sorted((args.work / "pdf" / "train").glob("shard-*.h5"))
+    for name in args.labels:
+        out = args.work / f"baseline-{name}"
+        out.mkdir(parents=True, exist_ok=True)
+        scheme = get_scheme(name)
+        # The training/validation split that astrolearn redshift train makes of these shards.
+        split = ShardDataModule(shards, "log_pdf", SchemeTargets(scheme), val_fraction=0.1)
+        train, val = split.train_indices, split.val_indices
+        t0 = time.perf_counter()
+        accuracy = train_baseline(shards, scheme, train, val, out / BASELINE_FILE, shard_grid(shards))
+        print(f"{name}: GBM on {len(train)} spectra, validation accuracy {accuracy:.4f}, "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
 
 
 def stage_evaluate(args):
@@ -170,16 +196,25 @@ def stage_throughput(args):
 
 
 def stage_export(args):
-    from astrolearn.redshift.reliability.classifier import PACKAGED_DIR, export_model
+    """Ship each trained CNN (with its run's or the baseline stage's GBM), or the GBM alone."""
+    import shutil
+
+    from astrolearn.redshift.reliability.classifier import PACKAGED_DIR, export_model, locate_model
+    from astrolearn.redshift.reliability.train import BASELINE_FILE
 
     for name in args.labels:
-        files = export_model(args.work / f"run-{name}", PACKAGED_DIR, name)
-        print(f"{files.weights} ({files.weights.stat().st_size / 1e3:.0f} kB), {files.metadata}")
+        run, baseline = args.work / f"run-{name}", args.work / f"baseline-{name}" / BASELINE_FILE
+        if run.is_dir():
+            files = export_model(run, PACKAGED_DIR, name, baseline=baseline if baseline.is_file() else None)
+            print(f"{files.weights} ({files.weights.stat().st_size / 1e3:.0f} kB), {files.metadata}")
+        elif baseline.is_file():
+            shutil.copyfile(baseline, locate_model(name).baseline)
+            print(f"{locate_model(name).baseline} ({baseline.stat().st_size / 1e3:.0f} kB)")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["data", "train", "evaluate", "throughput", "export"])
+    ap.add_argument("stage", choices=["data", "train", "baseline", "evaluate", "throughput", "export"])
     ap.add_argument("--work", type=Path, default=Path("runs/reliability"))
     ap.add_argument("--n-train", type=int, default=40000)
     ap.add_argument("--n-test", type=int, default=20000)
@@ -195,7 +230,7 @@ def main():
     ap.add_argument("--n-chain", type=int, default=256, help="spectra timed through the chain (throughput)")
     ap.add_argument("--repeat", type=int, default=5, help="timings of the classifier (throughput)")
     args = ap.parse_args()
-    stages = {"data": stage_data, "train": stage_train, "evaluate": stage_evaluate, "throughput": stage_throughput,
+    stages = {"data": stage_data, "train": stage_train, "baseline": stage_baseline, "evaluate": stage_evaluate, "throughput": stage_throughput,
               "export": stage_export}
     stages[args.stage](args)
 

@@ -31,6 +31,16 @@ def test_noiseless_recovery():
         assert np.median(err) <= 1e-3, name
 
 
+def test_render_reproduces_simulated_frames():
+    """The model image of a parameter table (psf predict's PNG) is the simulator's frame."""
+    inst = circular(npix=64)
+    params, names, images = _noiseless(inst, 3, 5)
+    fitter = PsfFitter(inst, fit_static=False, batch=2)
+    table = {name: params[:, names.index(name)] for name in fitter.names}
+    models = fitter.render(images, np.ones_like(images), table)
+    np.testing.assert_allclose(models, images, atol=1e-8 * images.max())
+
+
 def test_nan_pixels_ignored_and_all_nan_refused(tmp_path):
     inst = circular(npix=64)
     params, names, images = _noiseless(inst, 1, 5)

@@ -107,6 +107,15 @@ def test_train_predict_evaluate_cli(tmp_path, capsys, monkeypatch):
     assert [(report / f).read_text() for f in ("fit.csv", "hybrid.csv")] == fits
 
 
+def test_evaluate_takes_a_shipped_model_by_name(tmp_path):
+    from astrolearn.psf.instruments import load_instrument
+
+    simulate(load_instrument("nirc2"), 3, 4, tmp_path / "test", {"static": False}, progress=False)
+    assert main(["psf", "evaluate", "--model", "nirc2-nostatic", "--data", str(tmp_path / "test"),
+                 "--compare", "none", "--out", str(tmp_path / "report"), "--no-progress"]) == 0
+    assert "nirc2-nostatic" in (tmp_path / "report" / "report.md").read_text()
+
+
 def test_no_shipped_model_for_unknown_instrument(tmp_path):
     from astrolearn.psf.instruments import load_instrument
     from astrolearn.psf.learn import packaged_model
@@ -126,6 +135,15 @@ def test_shipped_models_on_the_real_nirc2_frame(shared_data, tmp_path, capsys):
         table = read_csv(out)
         assert 0.12 <= table["r0"][0] <= 0.20 and table["r0_err"][0] > 0
         assert ("stat_1" in table) == (static == "default")
+        assert (tmp_path / f"{static}_model.png").is_file()  # data / CNN model / residual
+    # A shipped model by its name, as --model of psf evaluate takes it too.
+    assert main(["psf", "predict", frame, "--instrument", "nirc2", "--model", "nirc2-nostatic",
+                 "--out", str(tmp_path / "named.csv"), "--plot", str(tmp_path / "named.png")]) == 0
+    assert read_csv(tmp_path / "named.csv")["r0"][0] == read_csv(tmp_path / "none.csv")["r0"][0]
+    assert (tmp_path / "named.png").is_file()
+    assert main(["psf", "predict", frame, "--instrument", "nirc2", "--model", "nirc3",
+                 "--out", str(tmp_path / "y.csv")]) == 2
+    assert "shipped model (irdis, nirc2, nirc2-nostatic)" in capsys.readouterr().err
     # --static none with a model that estimates static modes is a contradiction, refused.
     from astrolearn.psf.learn import PACKAGED
 

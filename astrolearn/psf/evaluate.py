@@ -95,10 +95,11 @@ def evaluate(model_dir, data_dir, out_dir, compare_fit: bool = True, n_fit: int 
     from ..io.tables import write_csv
     from .fit import PsfFitter
     from .instruments import Instrument
-    from .learn import PsfEstimator, check_compatible
+    from .learn import PsfEstimator, check_compatible, locate_model
     from .noise import variance_from_image
     from .pupils import even_modes
 
+    model_dir = locate_model(model_dir)
     est = PsfEstimator(model_dir)
     shards = [read_shard(p, domain="psf") for p in list_shards(data_dir)]
     instrument = Instrument.from_dict(shards[0].meta["instrument"])

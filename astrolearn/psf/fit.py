@@ -172,6 +172,20 @@ class PsfFitter:
         _, _, flux, bck, _, _ = self._split(z)
         return flux[:, None, None] * self._psf(z) + bck[:, None, None]
 
+    def render(self, images: np.ndarray, weights: np.ndarray, table: dict) -> np.ndarray:
+        """Model images (N, H, W) [e-] of the parameters in ``table`` (e.g. a CNN's estimate).
+
+        ``table`` holds the output columns (``self.names``); the flux and background of each
+        image are solved by weighted linear least squares, as at the start of a fit.
+        """
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(images), self.batch):
+                d = torch.as_tensor(images[s : s + self.batch], dtype=self.dtype)
+                w = torch.as_tensor(weights[s : s + self.batch], dtype=self.dtype)
+                out.append(self._model_image(self.start(d, w, _table_columns(table, self.names, s, self.batch))))
+        return torch.cat(out).numpy()
+
     def _jacobian(self, z):
         """Model images (B, H, W) and their derivatives w.r.t. z (B, P, H, W)."""
         psd, static, flux, bck, dx, dy = self._split(z)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..cli import add_progress_flag
+
 
 def register(subparsers) -> None:
     """Add the ``redshift`` command and its subcommands."""
@@ -25,7 +27,7 @@ def register(subparsers) -> None:
     s.add_argument("--no-line-fraction", type=float, default=0.1, help="fraction without lines (default 0.1)")
     s.add_argument("--noise", type=float, default=2.6e-18, help="median per-pixel noise [erg/s/cm2/A]")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_flag(s)
     s.set_defaults(func=_simulate)
 
     e = sub.add_parser("estimate", help="template-fitting redshifts with log PDFs",
@@ -57,7 +59,7 @@ def register(subparsers) -> None:
     e.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     e.add_argument("--workers", type=int, default=None, help="CPU worker threads (default: available CPUs)")
     e.add_argument("--overwrite", action="store_true", help="replace existing results in --out")
-    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_flag(e)
     e.set_defaults(func=_estimate)
 
     v = sub.add_parser("evaluate", help="success rates and failure aliases of estimates of simulated spectra")
@@ -79,7 +81,7 @@ def _simulate(args: argparse.Namespace) -> int:
     cfg = NispConfig(resolution=args.resolution, zmin=args.zrange[0], zmax=args.zrange[1],
                      flux_min=args.flux_range[0], flux_max=args.flux_range[1],
                      no_line_fraction=args.no_line_fraction, noise=args.noise, shard_size=args.shard_size)
-    paths = simulate(args.out, args.n, seed=args.seed, cfg=cfg, overwrite=args.overwrite, progress=not args.quiet)
+    paths = simulate(args.out, args.n, seed=args.seed, cfg=cfg, overwrite=args.overwrite, progress=not args.no_progress)
     print(f"{args.out}: {args.n} spectra in {len(paths)} shard(s)")
     return 0
 
@@ -108,7 +110,7 @@ def _estimate(args: argparse.Namespace) -> int:
         lp = log_prior(grid, read_prior(args.prior))
     info = estimate(args.input, args.out, cfg, resolution=args.resolution, log_prior=lp,
                     prior_desc=str(args.prior) if args.prior else None, chunk_size=args.chunk_size,
-                    overwrite=args.overwrite, progress=not args.quiet, save_chi2=args.save_chi2)
+                    overwrite=args.overwrite, progress=not args.no_progress, save_chi2=args.save_chi2)
     print(f"{info['summary']}: {info['n']} spectra estimated in {info['seconds']:.1f} s "
           f"({info['spectra_per_s']:.1f} spectra/s)")
     return 0

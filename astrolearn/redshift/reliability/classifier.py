@@ -45,6 +45,8 @@ from .labels import SUCCESS, LabelScheme
 METADATA_FILE = "reliability_model.json"
 #: Weights of an exported model (no optimiser state).
 EXPORTED_WEIGHTS = "model.pt"
+#: The descriptors + gradient-boosting baseline of a run or exported model directory.
+BASELINE_FILE = "baseline_gbm.pkl"
 #: Shipped models: ``<name>.json`` (metadata) and ``<name>.pt`` (weights), in ``astrolearn/redshift/models``.
 PACKAGED_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL = "classical"
@@ -256,11 +258,14 @@ class ModelFiles:
         A weights file, or a training run directory (its best checkpoint).
     name : str
         How to call the model in messages and reports.
+    baseline : Path
+        Where the descriptors + gradient-boosting baseline trained beside it is, when there is one.
     """
 
     metadata: Path
     weights: Path
     name: str
+    baseline: Path
 
 
 def locate_model(model: str | os.PathLike | None) -> ModelFiles:
@@ -277,10 +282,12 @@ def locate_model(model: str | os.PathLike | None) -> ModelFiles:
     path = Path(model)
     if (path / METADATA_FILE).is_file():
         exported = path / EXPORTED_WEIGHTS
-        return ModelFiles(path / METADATA_FILE, exported if exported.is_file() else path, str(path))
+        return ModelFiles(path / METADATA_FILE, exported if exported.is_file() else path, str(path),
+                          path / BASELINE_FILE)
     shipped = PACKAGED_DIR / f"{model}.json"
     if os.sep not in str(model) and shipped.is_file():
-        return ModelFiles(shipped, shipped.with_suffix(".pt"), f"shipped model {model!r}")
+        return ModelFiles(shipped, shipped.with_suffix(".pt"), f"shipped model {model!r}",
+                          PACKAGED_DIR / f"{model}_gbm.pkl")
     names = sorted(p.stem for p in PACKAGED_DIR.glob("*.json"))
     raise UserError(f"{model}: neither a reliability model directory nor a shipped model "
                     f"(shipped: {', '.join(names) or 'none'})")
@@ -350,8 +357,8 @@ class ReliabilityModel:
         return {f"p_{name}": probs[:, i] for i, name in enumerate(self.classes)}
 
 
-def export_model(run_dir, dest, name: str | None = None) -> ModelFiles:
-    """Copy a run's best weights (without optimiser state) and its metadata.
+def export_model(run_dir, dest, name: str | None = None, baseline=None) -> ModelFiles:
+    """Copy a run's best weights (without optimiser state), its metadata and its baseline.
 
     Parameters
     ----------
@@ -362,7 +369,11 @@ def export_model(run_dir, dest, name: str | None = None) -> ModelFiles:
     name : str, optional
         Write ``dest/<name>.json`` and ``dest/<name>.pt`` (a shipped model in
         :data:`PACKAGED_DIR`) instead of ``dest/reliability_model.json`` and ``dest/model.pt``.
+    baseline : path-like, optional
+        The descriptors + GBM baseline pickle to ship beside it (default: the run's, if any).
     """
+    import shutil
+
     import torch
 
     from ...training import find_checkpoint
@@ -370,9 +381,12 @@ def export_model(run_dir, dest, name: str | None = None) -> ModelFiles:
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     meta = json.loads(locate_model(run_dir).metadata.read_text())
-    files = ModelFiles(dest / f"{name}.json", dest / f"{name}.pt", name) if name else \
-        ModelFiles(dest / METADATA_FILE, dest / EXPORTED_WEIGHTS, str(dest))
+    files = ModelFiles(dest / f"{name}.json", dest / f"{name}.pt", name, dest / f"{name}_gbm.pkl") if name else \
+        ModelFiles(dest / METADATA_FILE, dest / EXPORTED_WEIGHTS, str(dest), dest / BASELINE_FILE)
     state = torch.load(find_checkpoint(run_dir), map_location="cpu", weights_only=True)
     torch.save({"hyper_parameters": state["hyper_parameters"], "state_dict": state["state_dict"]}, files.weights)
     write_metadata(files.metadata, meta)
+    baseline = Path(baseline) if baseline else locate_model(run_dir).baseline
+    if baseline.is_file():
+        shutil.copyfile(baseline, files.baseline)
     return files

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ...cli import add_progress_flag, add_trainer_args
 from .labels import EUCLID_WINDOW, SCHEMES, TOLERANCE
 
 
@@ -42,9 +43,7 @@ def register_verbs(verbs) -> None:
     p.add_argument("--no-baseline", action="store_true", help="skip the descriptors + GBM baseline")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.ckpt")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
-    p.add_argument("--max-epochs", type=int)
-    p.add_argument("--accelerator", help="cpu, gpu or auto")
-    p.add_argument("--devices", help="number of devices or auto")
+    add_trainer_args(p)
     p.set_defaults(func=cmd_train)
 
     p = verbs.add_parser("predict", help="reliability of redshift estimates (p_success per spectrum)",
@@ -63,7 +62,8 @@ def register_verbs(verbs) -> None:
                          "with the model's scheme.")
     p.add_argument("data", help="estimate output of simulated spectra, or reliability shards")
     _add_model_arg(p)
-    p.add_argument("--baseline", help="descriptors + GBM baseline pickle (default: the model run's, if any)")
+    p.add_argument("--baseline", help="descriptors + GBM baseline pickle (default: the one trained or shipped "
+                   "with the model, if any)")
     p.add_argument("--by", action="append", metavar="COLUMN",
                    help="truth column to bin the performance by (repeatable; default halpha_flux, halpha_snr)")
     p.add_argument("--out", required=True, help="report directory")
@@ -80,7 +80,7 @@ def register_verbs(verbs) -> None:
                    help="resolving power overriding the input's (defaults: 450 near-IR, 3000 optical)")
     p.add_argument("--workers", type=int, default=None, help="CPU worker threads of the estimate")
     p.add_argument("--overwrite", action="store_true", help="replace previous outputs in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_flag(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -98,15 +98,15 @@ def _scheme(args):
 def cmd_train(args) -> int:
     import sys
 
+    from ...cli import trainer_options
     from .dataset import open_training_data
     from .train import DEFAULT_CONFIG, train_reliability
 
     scheme = _scheme(args)  # option errors before the (long) copy of the estimates
+    options = trainer_options(args)
     channels = [c.strip() for c in args.channels.split(",") if c.strip()]
     out = Path(args.out)
     shards = open_training_data(args.data, out / "data", progress=True)
-    options = {k: v for k, v in (("max_epochs", args.max_epochs), ("accelerator", args.accelerator),
-                                 ("devices", args.devices)) if v is not None}
     try:
         summary = train_reliability(shards, scheme, out, config=args.config or DEFAULT_CONFIG, overrides=args.set,
                                     channels=channels, pool=args.pool, resume=args.resume,
@@ -138,7 +138,7 @@ def cmd_evaluate(args) -> int:
     from .train import load_baseline
 
     model = ReliabilityModel(args.model)
-    baseline = load_baseline(args.baseline or model.files.metadata.parent)
+    baseline = load_baseline(args.baseline) if args.baseline else load_baseline(model.files.baseline, missing_ok=True)
     summary = evaluate_reliability(model, open_estimates(args.data), args.out, baseline, by=args.by,
                                    overwrite=args.overwrite)
     for method, met in summary["seed_met"].items():
@@ -153,6 +153,6 @@ def cmd_run(args) -> int:
 
     # Load the model first: a bad --model fails before the (long) estimate.
     out = estimate_and_classify(args.spectra, ReliabilityModel(args.model), args.out, overwrite=args.overwrite,
-                                resolution=args.resolution, workers=args.workers, progress=not args.quiet)
+                                resolution=args.resolution, workers=args.workers, progress=not args.no_progress)
     print(f"wrote {out}")
     return 0

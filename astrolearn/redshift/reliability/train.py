@@ -18,6 +18,7 @@ import numpy as np
 
 from ...errors import UserError
 from .classifier import (
+    BASELINE_FILE,
     CHANNELS,
     PdfTransform,
     fit_calibration,
@@ -29,7 +30,6 @@ from .dataset import SchemeTargets, read_shard_columns, shard_grid
 from .descriptors import DESCRIPTOR_NAMES
 from .labels import LabelScheme
 
-BASELINE_FILE = "baseline_gbm.pkl"
 #: The reliability network configuration shipped with this package.
 DEFAULT_CONFIG = Path(__file__).with_name("reliability_cnn.yaml")
 #: Default max-pooling of the log PDF before the network (see ``PdfTransform``).
@@ -146,14 +146,17 @@ def train_baseline(shards, scheme: LabelScheme, train_indices, val_indices, path
     return float(gbm.score(x[val_indices], labels[val_indices]))
 
 
-def load_baseline(path) -> dict | None:
-    """The pickled baseline: a ``.pkl`` file, or the one of a run directory (None when it has none)."""
+def load_baseline(path, missing_ok: bool = False) -> dict | None:
+    """The pickled baseline: a ``.pkl`` file, or the one of a run directory.
+
+    Returns None when a run directory has none, or the file is missing and ``missing_ok``.
+    """
     path = Path(path)
     if path.is_dir():
-        path = path / BASELINE_FILE
-        if not path.is_file():
+        path, missing_ok = path / BASELINE_FILE, True
+    if not path.is_file():
+        if missing_ok:
             return None
-    elif not path.is_file():
         raise UserError(f"{path}: no such baseline file")
     with open(path, "rb") as f:
         return pickle.load(f)  # noqa: S301 (a file this package wrote in the user's run directory)
