@@ -13,7 +13,8 @@ NNLS) at the engine's best redshift and at redrock's, and prints
   strongest line's width and of the continuum templates), so that the line identifications
   can be checked against the model's fixed ratios (e.g. [OIII] 4960/5008 = 1/2.98, atomic);
 - the strongest line's profile: single Gaussian vs skewed Gaussian (Lyman-alpha-like red
-  wing) vs the [OII] doublet.
+  wing) vs the [OII] doublet, and the continuum on both sides of it and below the Lyman limit
+  were it Lyman alpha.
 
 Usage::
 
@@ -28,6 +29,8 @@ import argparse
 import numpy as np
 
 C_KMS = 299792.458
+#: Vacuum rest wavelengths [Angstrom] of Lyman alpha and of the Lyman limit.
+LYMAN_ALPHA, LYMAN_LIMIT = 1215.67, 911.75
 
 
 def arm_labels(path) -> np.ndarray:
@@ -74,6 +77,13 @@ def line_fluxes(model, wave, flux, ivar, z, sigma_v):
     cov = np.linalg.pinv(G)
     c = cov @ (A.T @ (ivar * flux))
     return {k: (float(c[i]), float(np.sqrt(cov[i, i]))) for i, k in enumerate(names)}
+
+
+def band_mean(wave, flux, ivar, lo, hi):
+    """Inverse-variance weighted mean flux over [lo, hi) [Angstrom] and its error."""
+    sel = (wave >= lo) & (wave < hi)
+    w = ivar[sel].sum()
+    return float((flux[sel] * ivar[sel]).sum() / w), float(1 / np.sqrt(w))
 
 
 def line_peaks(wave, flux, ivar, sigma=2.5, threshold=5.0):
@@ -124,7 +134,8 @@ def profile_fits(wave, flux, ivar, lsf, lam):
     a0 = scale * 5
     out = {}
     for name, fn, p0, lo, hi in (
-            ("single Gaussian", single, [0, 0, a0, lam, 3], [-scale, -1, 0, lam - 10, 0.3], [scale, 1, 50 * a0, lam + 10, 20]),
+            ("single Gaussian", single, [0, 0, a0, lam, 3], [-scale, -1, 0, lam - 10, 0.3],
+             [scale, 1, 50 * a0, lam + 10, 20]),
             ("skewed Gaussian", skewed, [0, 0, a0, lam, 4, 1], [-scale, -1, 0, lam - 10, 0.3, -20],
              [scale, 1, 50 * a0, lam + 10, 20, 20]),
             ("[OII] doublet, free ratio", oii, [0, 0, a0, lam / 3728.5, 100, 1.3],
@@ -170,7 +181,7 @@ def main(argv=None):
     print(f"\nrefit chi2: {c_al.sum():.1f} at engine z, {c_rr.sum():.1f} at redrock z "
           f"(difference {c_rr.sum() - c_al.sum():+.1f})")
     for z, x in ((z_al, x_al), (z_rr, x_rr)):
-        lines = {k: round(float(v), 2) for k, v in x.items() if v > 0 and not k.startswith("kcorrect")}
+        lines = {k: round(float(v), 2) for k, v in x.items() if v > 0 and k not in model.templates.names}
         main_group = max(lines, key=lines.get) if lines else None
         msg = ""
         if main_group:
@@ -208,10 +219,16 @@ def main(argv=None):
     print(f"profile of the {lam:.1f} A line ({n} pixels):")
     for name, (chi2, p, err) in fits_.items():
         print(f"  {name:26s} chi2 {chi2:6.1f}; " + ", ".join(f"{v:.4g}+-{e:.2g}" for v, e in zip(p[2:], err[2:])))
-    sig = fits_["single Gaussian"][1][4]
-    sigma_v = C_KMS * np.sqrt(max(sig**2 - np.interp(lam, sp.wave, sp.lsf_sigma) ** 2, 0.0)) / lam
-    print(f"  line sigma {sig:.2f} A (model: LSF {np.interp(lam, sp.wave, sp.lsf_sigma):.2f} A (+) {eng.config.vdisp:.0f} "
-          f"km/s = {model.line_sigma([lam])[0]:.2f} A); intrinsic {sigma_v:.0f} km/s")
+    sig, lsf = fits_["single Gaussian"][1][4], np.interp(lam, sp.wave, sp.lsf_sigma)
+    sigma_v = C_KMS * np.sqrt(max(sig**2 - lsf**2, 0.0)) / lam
+    print(f"  line sigma {sig:.2f} A (model: LSF {lsf:.2f} A (+) {eng.config.vdisp:.0f} km/s = "
+          f"{model.line_sigma([lam])[0]:.2f} A); intrinsic {sigma_v:.0f} km/s")
+    z_lya = lam / LYMAN_ALPHA - 1
+    bands = (("below the Lyman limit", sp.wave[0], LYMAN_LIMIT * (1 + z_lya)),
+             ("blueward of the line", lam - 650, lam - 15), ("redward of the line", lam + 15, lam + 555))
+    print(f"continuum if the line is Lyman alpha (z = {z_lya:.3f}), weighted mean flux [1e-17 erg/s/cm2/A]: "
+          + ", ".join(f"{name} ({a:.0f}-{b:.0f} A) {mean:.3f} +- {err:.3f}"
+                      for name, a, b in bands for mean, err in [band_mean(sp.wave, flux, ivar, a, b)]))
     for z in (z_al, z_rr):
         print(f"catalogue lines expected at z = {z:.5f} (flux [1e-17 erg/s/cm2], sigma_v {sigma_v:.0f} km/s):")
         measured = line_fluxes(model, sp.wave, flux, ivar, z, sigma_v)
