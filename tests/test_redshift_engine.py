@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from astrolearn.redshift.engine import EngineConfig, RedshiftEngine, STATUS_NO_DATA, lsf_sigma_from_resolution
+from astrolearn.redshift.engine import (EngineConfig, RedshiftEngine, SMALL_BATCH, STATUS_NO_DATA,
+                                        lsf_sigma_from_resolution)
 from astrolearn.redshift.pdf import ZGrid
 from astrolearn.redshift.simulate import NispConfig, TRUTH_COLUMNS, simulate_batch
 
@@ -75,14 +76,15 @@ def test_stride_pass_matches_exact_chi2():
     assert np.median(np.abs(chi - full)) < 0.05
 
 
-def test_pair_and_shared_normal_equations_agree(engine):
+@pytest.mark.parametrize("n", [3, SMALL_BATCH + 2])  # per-spectrum products, then the shared GEMM
+def test_pair_and_shared_normal_equations_agree(engine, n):
     rng = np.random.default_rng(0)
-    F = rng.normal(size=(3, WAVE.size))
-    W = np.abs(rng.normal(size=(3, WAVE.size))) + 0.5
+    F = rng.normal(size=(n, WAVE.size))
+    W = np.abs(rng.normal(size=(n, WAVE.size))) + 0.5
     zi = np.arange(1000, 1010)
     shared = engine._chi2_shared(F, W, (W * F * F).sum(1), zi)
-    spec = np.repeat(np.arange(3), len(zi))
-    pairs, _ = engine._fit_pairs(F, W, (W * F * F).sum(1), spec, np.tile(zi, 3), need_x=False)
+    spec = np.repeat(np.arange(n), len(zi))
+    pairs, _ = engine._fit_pairs(F, W, (W * F * F).sum(1), spec, np.tile(zi, n), need_x=False)
     assert np.allclose(shared.ravel(), pairs, rtol=1e-4, atol=1e-3)
 
 

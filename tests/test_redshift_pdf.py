@@ -41,6 +41,23 @@ def test_normalisation_integrates_to_one():
     assert np.sum(g.weights * np.exp(lp[0])) == pytest.approx(1.0, abs=1e-12)
 
 
+def test_probabilities_stay_within_bounds_for_real_spectrum_chi2():
+    # DESI-like case: chi2 ~ 17000 (log L ~ -8400) and a peak narrower than the grid step; the
+    # normalisation used to round at ~1e-12 there (redshift probability 1.0000000000005)
+    g = pdf.ZGrid(0.0, 1.5, 1e-4)
+    worst_integral, worst_proba = 0.0, 0.0
+    for offset in np.linspace(-9000.0, -7000.0, 21):
+        for zc in (0.3687, 0.36875, 0.00727):
+            lp = pdf.normalise_log_pdf((offset - 0.5 * ((g.z - zc) / 2e-6) ** 2)[None], g)
+            worst_integral = max(worst_integral, abs(np.sum(g.weights * np.exp(lp[0])) - 1.0))
+            worst_proba = max(worst_proba, np.nanmax(pdf.candidates(lp, g, n=3).proba))
+    assert worst_integral < 1e-14
+    assert worst_proba <= 1.0
+    # a PDF normalised elsewhere (here to 1 + 1e-6, as after a float32 round trip): clipped
+    c = pdf.candidates(lp + 1e-6, g, n=3)
+    assert np.nanmax(c.proba) == 1.0 and np.nanmin(c.proba) >= 0.0
+
+
 def test_candidates_dz_and_probability_on_synthetic_pdf():
     g = pdf.ZGrid(0.5, 2.5, 1e-4)
     lp = pdf.normalise_log_pdf(two_peaks(g)[None], g)

