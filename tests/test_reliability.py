@@ -240,3 +240,32 @@ def test_shipped_classifiers_use_the_engine_grid_and_rank_pdfs():
         assert model.files.weights.stat().st_size <= 5e6
         probs = model.predict(np.stack([lone, split]), grid)
         assert probs[0, 0] > 0.5 and probs[0, 0] > probs[1, 0] + 0.1, (name, probs)
+        # Its descriptors + GBM baseline ranks them the same way.
+        from astrolearn.redshift.reliability.descriptors import zpdf_descriptors
+        from astrolearn.redshift.reliability.train import load_baseline
+
+        baseline = load_baseline(model.files.baseline)
+        assert baseline["classes"] == model.classes and baseline["grid"] == grid.meta()
+        gbm = baseline["model"].predict_proba(zpdf_descriptors(np.stack([lone, split]), grid))
+        assert gbm[0, 0] > gbm[1, 0], (name, gbm)
+
+
+def test_export_ships_the_baseline_beside_the_model(tmp_path):
+    import pickle
+
+    from astrolearn.redshift.reliability.classifier import BASELINE_FILE, export_model, locate_model
+    from astrolearn.redshift.reliability.train import load_baseline
+
+    run = make_model_dir(tmp_path / "run")
+    (run / "checkpoints").mkdir()
+    (run / "model.pt").rename(run / "checkpoints" / "best-000.ckpt")  # as a training run holds them
+    with open(run / BASELINE_FILE, "wb") as f:
+        pickle.dump({"classes": ["success", "failure"], "sklearn_version": "0.0"}, f)
+    files = export_model(run, tmp_path / "shipped", "mine")
+    assert files.baseline == tmp_path / "shipped" / "mine_gbm.pkl"
+    with pytest.warns(UserWarning, match="made with scikit-learn 0.0"):
+        assert load_baseline(files.baseline)["classes"] == ["success", "failure"]
+        assert load_baseline(locate_model(run).baseline) is not None
+    assert load_baseline(tmp_path / "none.pkl", missing_ok=True) is None
+    with pytest.raises(UserError, match="no such baseline file"):
+        load_baseline(tmp_path / "none.pkl")

@@ -12,6 +12,7 @@ A run directory holds, besides the engine's files (``config.yaml``, ``checkpoint
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,7 @@ def train_baseline(shards, scheme: LabelScheme, train_indices, val_indices, path
     float
         Accuracy on the validation split.
     """
+    import sklearn
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     columns, arrays = read_shard_columns(shards, None)
@@ -142,7 +144,7 @@ def train_baseline(shards, scheme: LabelScheme, train_indices, val_indices, path
     gbm.fit(x[train_indices], labels[train_indices])
     with open(path, "wb") as f:
         pickle.dump({"model": gbm, "descriptors": list(DESCRIPTOR_NAMES), "classes": list(scheme.classes),
-                     "grid": grid.meta()}, f)
+                     "grid": grid.meta(), "sklearn_version": sklearn.__version__}, f)
     return float(gbm.score(x[val_indices], labels[val_indices]))
 
 
@@ -158,5 +160,18 @@ def load_baseline(path, missing_ok: bool = False) -> dict | None:
         if missing_ok:
             return None
         raise UserError(f"{path}: no such baseline file")
-    with open(path, "rb") as f:
-        return pickle.load(f)  # noqa: S301 (a file this package wrote in the user's run directory)
+    import sklearn
+
+    try:
+        with warnings.catch_warnings():
+            # A pickle of another scikit-learn version: said once below, in one line.
+            warnings.simplefilter("ignore")
+            with open(path, "rb") as f:
+                baseline = pickle.load(f)  # noqa: S301 (a file this package wrote)
+    except Exception as exc:  # unpickling raises whatever the pickled classes raise
+        raise UserError(f"{path}: not a baseline this scikit-learn {sklearn.__version__} can read ({exc})") from None
+    made = baseline.get("sklearn_version")
+    if made != sklearn.__version__:
+        warnings.warn(f"{path}: baseline made with scikit-learn {made}, read with {sklearn.__version__}; "
+                      "its scores may differ (retrain: benchmarks/redshift_reliability.py baseline)", stacklevel=2)
+    return baseline
