@@ -12,14 +12,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .cliargs import nonneg_int, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="run every problem end to end at a small size (CPU, minutes)")
     p.add_argument("--out", default="demo-output", help="report directory (default: ./demo-output)")
-    p.add_argument("--n", type=int, default=200, help="PSFs to simulate")
-    p.add_argument("--n-fit", type=int, default=16, help="PSFs fitted with the classical method")
-    p.add_argument("--n-spectra", type=int, default=300, help="NISP spectra to simulate")
-    p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--n", type=positive_int, default=200, help="PSFs to simulate")
+    p.add_argument("--n-fit", type=positive_int, default=16, help="PSFs fitted with the classical method")
+    p.add_argument("--n-spectra", type=positive_int, default=300, help="NISP spectra to simulate")
+    p.add_argument("--seed", type=nonneg_int, default=2024)
     p.add_argument("--overwrite", action="store_true", help="replace an existing report")
     p.set_defaults(func=cmd_demo)
 
@@ -27,6 +29,8 @@ def register(sub) -> None:
 def cmd_demo(args) -> int:
     from .errors import UserError
 
+    if args.n_fit > args.n:
+        raise UserError(f"--n-fit {args.n_fit} is more than the {args.n} PSFs simulated (--n)")
     out = Path(args.out)
     report = out / "README.md"
     if report.exists() and not args.overwrite:

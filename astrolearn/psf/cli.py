@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..cliargs import nonneg_int, positive_int
+
 
 def register(sub) -> None:
     parser = sub.add_parser("psf", help="adaptive-optics PSF parameter estimation (PSFAO19)")
@@ -13,8 +15,8 @@ def register(sub) -> None:
     p = verbs.add_parser("simulate", help="simulate a training/test set of PSFs (HDF5 shards)")
     p.add_argument("--instrument", required=True, help="preset name (nirc2, irdis) or YAML file")
     p.add_argument("--wavelength", type=float, help="observing wavelength [um] (default: preset)")
-    p.add_argument("--n", type=int, required=True, help="number of PSFs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=positive_int, required=True, help="number of PSFs")
+    p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--out", required=True, help="output directory of shards")
     p.add_argument("--noise", choices=["default", "none"], help="detector noise (default: preset's photon+read noise)")
     p.add_argument("--noiseless-fraction", type=float, help="fraction of noiseless PSFs in a noisy set")
@@ -23,8 +25,8 @@ def register(sub) -> None:
                    help="fraction of PSFs without static aberrations in a set with them (default 0)")
     p.add_argument("--static-basis", help="FITS cube (K,n,n) of static modes in nm over the pupil")
     p.add_argument("--config", help="YAML file overriding priors/noise settings (see psf/simulate.py)")
-    p.add_argument("--shard-size", type=int, help="PSFs per shard (default 1000)")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes (one shard each)")
+    p.add_argument("--shard-size", type=positive_int, help="PSFs per shard (default 1000)")
+    p.add_argument("--workers", type=positive_int, default=1, help="parallel processes (one shard each)")
     p.add_argument("--overwrite", action="store_true", help="replace shards made with other settings")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_simulate)
@@ -32,8 +34,8 @@ def register(sub) -> None:
     p = verbs.add_parser("fit", help="classical least-squares PSFAO fit of images")
     _add_input_args(p)
     p.add_argument("--static", choices=["default", "none"], default="default", help="fit static modes or not")
-    p.add_argument("--max-iter", type=int, default=100)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--max-iter", type=positive_int, default=100)
+    p.add_argument("--batch", type=positive_int, default=8)
     p.set_defaults(func=cmd_fit)
 
 
@@ -47,7 +49,7 @@ def register(sub) -> None:
                    help="network input: central crop + binned frame (2 x n/4 x n/4, default) or the full frame")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.ckpt")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
-    p.add_argument("--max-epochs", type=int)
+    p.add_argument("--max-epochs", type=positive_int)
     p.add_argument("--accelerator", help="cpu, gpu or auto")
     p.add_argument("--devices", help="number of devices (e.g. 4) or auto")
     p.add_argument("--strategy", help="e.g. ddp for several GPUs")
@@ -67,7 +69,7 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="run directory of a trained model")
     p.add_argument("--data", required=True, help="directory of test shards")
     p.add_argument("--compare", choices=["fit", "none"], default="fit")
-    p.add_argument("--n-fit", type=int, help="fit only the first N PSFs (fitting is ~1 s per PSF)")
+    p.add_argument("--n-fit", type=positive_int, help="fit only the first N PSFs (fitting is ~1 s per PSF)")
     p.add_argument("--out", required=True, help="report directory")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ...cliargs import positive_int
 from .labels import EUCLID_WINDOW, SCHEMES, TOLERANCE
 
 
@@ -33,7 +34,7 @@ def register_verbs(verbs) -> None:
     p.add_argument("--zwindow", type=float, nargs=2, metavar=("ZMIN", "ZMAX"),
                    help=f"true-redshift window of a success (euclid default: {EUCLID_WINDOW[0]} {EUCLID_WINDOW[1]})")
     p.add_argument("--channels", default="pdf,log", help="network input: pdf, log or pdf,log (default)")
-    p.add_argument("--pool", type=int, default=16,
+    p.add_argument("--pool", type=positive_int, default=16,
                    help="max-pool the log PDF by this many grid points before the network (default 16)")
     p.add_argument("--config", help="training YAML (default: reliability_cnn.yaml of the package; "
                    "or an example name such as zpdf_cnn)")
@@ -42,7 +43,7 @@ def register_verbs(verbs) -> None:
     p.add_argument("--no-baseline", action="store_true", help="skip the descriptors + GBM baseline")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.ckpt")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
-    p.add_argument("--max-epochs", type=int)
+    p.add_argument("--max-epochs", type=positive_int)
     p.add_argument("--accelerator", help="cpu, gpu or auto")
     p.add_argument("--devices", help="number of devices or auto")
     p.set_defaults(func=cmd_train)
@@ -78,7 +79,7 @@ def register_verbs(verbs) -> None:
     p.add_argument("--out", required=True, help="output directory (estimate outputs and reliability.csv)")
     p.add_argument("--resolution", type=float, default=None,
                    help="resolving power overriding the input's (defaults: 450 near-IR, 3000 optical)")
-    p.add_argument("--workers", type=int, default=None, help="CPU worker threads of the estimate")
+    p.add_argument("--workers", type=positive_int, default=None, help="CPU worker threads of the estimate")
     p.add_argument("--overwrite", action="store_true", help="replace previous outputs in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
