@@ -168,16 +168,12 @@ def _parse_devices(value):
 
 
 def cmd_train(args) -> int:
-    from ..training import example_config
     from .learn import train_psf
 
-    config = args.config
-    if not Path(config).suffix:
-        config = example_config(config)
     options = {k: v for k, v in {"accelerator": args.accelerator, "devices": _parse_devices(args.devices),
                                  "strategy": args.strategy, "precision": args.precision,
                                  "max_epochs": args.max_epochs}.items() if v is not None}
-    trainer = train_psf(args.data, config, args.out, resume=args.resume, overwrite=args.overwrite,
+    trainer = train_psf(args.data, args.config, args.out, resume=args.resume, overwrite=args.overwrite,
                         overrides=args.set, layout=args.input, **options)
     print(f"best checkpoint: {trainer.checkpoint_callback.best_model_path}")
     return 0

@@ -99,10 +99,13 @@ def _scheme(args):
 def cmd_train(args) -> int:
     import sys
 
+    from ...training import resolve_config
     from .dataset import open_training_data
     from .train import DEFAULT_CONFIG, train_reliability
 
-    scheme = _scheme(args)  # option errors before the (long) copy of the estimates
+    # Option errors before the (long) copy of the estimates into the run directory.
+    scheme = _scheme(args)
+    resolve_config(args.config or DEFAULT_CONFIG, args.set)
     channels = [c.strip() for c in args.channels.split(",") if c.strip()]
     out = Path(args.out)
     shards = open_training_data(args.data, out / "data", progress=True)
