@@ -84,8 +84,10 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gain", type=float, help="e-/ADU of FITS input (default: header GAIN, else preset)")
     p.add_argument("--weights", choices=["noise", "uniform"], default="noise", help="least-squares weighting")
     p.add_argument("--out", required=True, help="output CSV table")
-    p.add_argument("--plot", help="PNG of data/model/residual (default: next to --out)")
+    p.add_argument("--plot", help="PNG of data/model/residual (default: next to --out; predict: with --refine)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--force", action="store_true",
+                   help="go on when the FITS header contradicts the instrument (telescope, camera, wavelength)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -102,8 +104,11 @@ def resolve_instrument(args):
 
 
 def cmd_simulate(args) -> int:
+    from ..errors import UserError
     from .simulate import load_sim_config, simulate
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"{args.out}: exists and is not a directory (--out is a directory of shards)")
     inst = resolve_instrument(args)
     overrides = load_sim_config(args.config) or {}
     if args.noise:
@@ -133,15 +138,15 @@ def cmd_fit(args) -> int:
     from .plots import plot_data_model_residual
 
     out = check_new_output(args.out, args.overwrite)
-    plot = Path(args.plot) if args.plot else out.with_name(out.stem + "_fit.png")
+    plot = check_new_output(args.plot or out.with_name(out.stem + "_fit.png"), args.overwrite)
     inst = resolve_instrument(args)
-    data = load_psf_images(args.input, inst, gain=args.gain, weighting=args.weights)
+    data = load_psf_images(args.input, inst, gain=args.gain, weighting=args.weights, force=args.force)
     fitter = PsfFitter(inst, fit_static=args.static != "none", max_iter=args.max_iter, batch=args.batch)
     start = time.perf_counter()
     result = fitter.fit(data.images, data.weights, progress=not args.no_progress)
     elapsed = time.perf_counter() - start
     columns = {"index": list(range(len(data.images)))}
-    columns.update(data.add_position_columns(result.table(), inst.npix))
+    columns.update(data.add_frame_columns(result.table(), inst.npix))
     write_csv(out, columns, overwrite=args.overwrite)
     write_run_config(out.with_name(out.stem + ".config.yaml"), {
         "command": "psf fit", "input": str(Path(args.input).resolve()), "instrument": fitter.instrument.to_dict(),
@@ -192,6 +197,7 @@ def cmd_predict(args) -> int:
     from .learn import PsfEstimator, check_compatible, packaged_model, read_metadata
 
     out = check_new_output(args.out, args.overwrite)
+    plot = check_new_output(args.plot or out.with_name(out.stem + "_fit.png"), args.overwrite) if args.refine else None
     inst = resolve_instrument(args)
     model_dir = Path(args.model) if args.model else packaged_model(inst, static=args.static != "none")
     meta = read_metadata(model_dir)
@@ -199,7 +205,7 @@ def cmd_predict(args) -> int:
     if args.static == "none" and meta["even_static_modes"]:
         raise UserError(f"{model_dir}: the model estimates static modes; --static none needs one trained "
                         "without them (psf simulate --static none)")
-    data = load_psf_images(args.input, inst, gain=args.gain, weighting=args.weights)
+    data = load_psf_images(args.input, inst, gain=args.gain, weighting=args.weights, force=args.force)
     estimator = PsfEstimator(model_dir)
     start = time.perf_counter()
     table = estimator.predict(data.images)
@@ -213,7 +219,7 @@ def cmd_predict(args) -> int:
         table, models = result.table(), result.models
         elapsed = time.perf_counter() - start
     columns = {"index": list(range(len(data.images)))}
-    columns.update(data.add_position_columns(table, inst.npix))
+    columns.update(data.add_frame_columns(table, inst.npix))
     write_csv(out, columns, overwrite=args.overwrite)
     write_run_config(out.with_name(out.stem + ".config.yaml"), {
         "command": "psf predict", "input": str(Path(args.input).resolve()), "model": str(model_dir.resolve()),
@@ -223,7 +229,6 @@ def cmd_predict(args) -> int:
     if models is not None:
         from .plots import plot_data_model_residual
 
-        plot = Path(args.plot) if args.plot else out.with_name(out.stem + "_fit.png")
         plot_data_model_residual(plot, data.images, models)
     print(f"{len(data.images)} PSF(s) in {elapsed:.2f} s; r0(500 nm) median {float(np.median(table['r0'])):.3f} m; "
           f"wrote {out}")
