@@ -100,6 +100,7 @@ def resolve_instrument(args):
         data = inst.to_dict()
         data["static"] = {"kind": "file", "path": str(Path(basis).resolve())}
         inst = type(inst).from_dict(data)
+        inst.static_basis  # read the file now: a bad one is reported before any output is made
     return inst
 
 
