@@ -167,7 +167,9 @@ def _check_cores(path, valid: np.ndarray, instrument: Instrument) -> None:
     yy, xx = np.mgrid[:npix, :npix] - npix // 2
     core = np.hypot(yy, xx) <= _core_radius(instrument)
     masked = (~valid & core).sum(axis=(1, 2))
-    for i in np.flatnonzero(masked > core.sum() / 2):
+    bad = np.flatnonzero(masked > core.sum() / 2)
+    if len(bad):
+        i = bad[0]
         raise UserError(f"{path}: frame {i} has {masked[i]} of the {core.sum()} pixels of its core "
                         "(1.22 lambda/D around the peak) masked (not finite)")
 

@@ -43,7 +43,8 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
     module : RegressionModule or ClassificationModule
         The task module to train.
     out_dir : path-like
-        Run directory (layout in the module documentation).
+        Run directory (layout in the module documentation). A start that fails before training
+        begins (a refused setting, Ctrl+C) leaves it as it was.
     resume : bool
         Continue from ``out_dir/checkpoints/last.ckpt`` (weights, optimiser, scheduler, epoch).
         ``max_epochs`` counts the epochs of the whole run, so raise it to train longer.
@@ -189,6 +190,7 @@ class _StartGuard:
         shutil.rmtree(self.aside, ignore_errors=True)
 
     def undo(self):
+        """The start failed: remove what it wrote and put back what it set aside (unless training had begun)."""
         if self.started:
             return
         if not self.existed:
