@@ -50,8 +50,10 @@ def deep_merge(base: Mapping, override: Mapping, strict: bool = False, _where: s
     strict : bool
         Reject keys of ``override`` that ``base`` does not have, wherever ``base`` holds a mapping,
         so that a misspelt option is an error instead of being silently ignored, and values that
-        would replace such a mapping by something else (``scheduler: cosine``). A section whose
-        default is not a mapping (``None``, e.g. a free-form network description) is not checked.
+        would replace such a mapping by something else (``scheduler: cosine``), and values of
+        another type than the default's (``optimizer.lr=abc``; see :func:`_check_type`). A
+        section whose default is not a mapping (``None``, e.g. a free-form network description)
+        is not checked.
 
     Returns
     -------
@@ -61,7 +63,8 @@ def deep_merge(base: Mapping, override: Mapping, strict: bool = False, _where: s
     Raises
     ------
     UserError
-        With ``strict``, on an unknown key or a mapping replaced by another value.
+        With ``strict``, on an unknown key, a mapping replaced by another value or a value of
+        the wrong type.
     """
     merged = copy.deepcopy(dict(base))
     for key, value in override.items():
@@ -75,8 +78,34 @@ def deep_merge(base: Mapping, override: Mapping, strict: bool = False, _where: s
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = deep_merge(merged[key], value, strict, f"{where}.")
         else:
+            if strict:
+                _check_type(where, merged[key], value)
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def _check_type(where: str, default, value) -> None:
+    """Refuse a value of another kind than the default's, where the kind is unambiguous.
+
+    Booleans, numbers and lists must stay so (an integer where a float is expected is fine);
+    ``None`` is accepted anywhere (an option switched off). Defaults that are strings or ``None``
+    are not checked: their options also take other types (``trainer.devices: 4``).
+    """
+    if value is None:
+        return
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        ok, expected = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, expected = is_number and isinstance(value, int), "an integer"
+    elif isinstance(default, float):
+        ok, expected = is_number, "a number"
+    elif isinstance(default, list):
+        ok, expected = isinstance(value, list), "a list"
+    else:
+        return
+    if not ok:
+        raise UserError(f"configuration key {where!r}: expected {expected}, got {value!r}")
 
 
 def parse_override(text: str) -> dict:

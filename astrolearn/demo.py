@@ -13,6 +13,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .cliargs import nonneg_int, positive_int
+
 #: The PSF parameters the demo tabulates (theta is undefined for round PSFs, ratio ~ 1).
 PSF_SHOWN = ("r0", "bck", "amp", "alpha", "ratio", "beta")
 
@@ -20,10 +22,10 @@ PSF_SHOWN = ("r0", "bck", "amp", "alpha", "ratio", "beta")
 def register(sub) -> None:
     p = sub.add_parser("demo", help="run every problem end to end at a small size (CPU, minutes)")
     p.add_argument("--out", default="demo-output", help="report directory (default: ./demo-output)")
-    p.add_argument("--n", type=int, default=200, help="PSFs to simulate")
-    p.add_argument("--n-fit", type=int, default=16, help="PSFs fitted with the classical method")
-    p.add_argument("--n-spectra", type=int, default=300, help="NISP spectra to simulate")
-    p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--n", type=positive_int, default=200, help="PSFs to simulate")
+    p.add_argument("--n-fit", type=positive_int, help="PSFs fitted with the classical method (default: 16, at most --n)")
+    p.add_argument("--n-spectra", type=positive_int, default=300, help="NISP spectra to simulate")
+    p.add_argument("--seed", type=nonneg_int, default=2024)
     p.add_argument("--overwrite", action="store_true", help="replace an existing report")
     p.set_defaults(func=cmd_demo)
 
@@ -31,6 +33,10 @@ def register(sub) -> None:
 def cmd_demo(args) -> int:
     from .errors import UserError
 
+    if args.n_fit is None:
+        args.n_fit = min(16, args.n)
+    if args.n_fit > args.n:
+        raise UserError(f"--n-fit {args.n_fit} is more than the {args.n} PSFs simulated (--n)")
     out = Path(args.out)
     report = out / "README.md"
     if report.exists() and not args.overwrite:

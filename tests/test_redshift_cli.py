@@ -92,7 +92,9 @@ def test_bad_inputs_give_one_line_errors_and_no_output(tmp_path, capsys):
     assert main(["redshift", "estimate", str(bad), "--out", str(out)]) == 2
     assert "NaN" in capsys.readouterr().err and not out.exists()
     assert main(["redshift", "estimate", str(bad), "--out", str(out), "--zrange", "2", "1"]) == 2
-    assert main(["redshift", "simulate", "--n", "0", "--out", str(tmp_path / "s")]) == 2
+    with pytest.raises(SystemExit) as exc:  # a count is checked by argparse (usage + error, exit 2)
+        main(["redshift", "simulate", "--n", "0", "--out", str(tmp_path / "s")])
+    assert exc.value.code == 2 and not (tmp_path / "s").exists()
 
 
 def test_text_input_single_spectrum(tmp_path):

@@ -62,8 +62,10 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def check_new_output(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse to overwrite an existing output unless ``overwrite`` is set."""
+    """Refuse to overwrite an existing output file unless ``overwrite`` is set, and a directory always."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; give a file name")
     if path.exists() and not overwrite:
         raise UserError(f"{path}: already exists (use --overwrite to replace it)")
     return path

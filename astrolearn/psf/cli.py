@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import add_trainer_args
+from ..cliargs import add_progress_flag, add_trainer_args, nonneg_int, positive_int
 
 
 def register(sub) -> None:
@@ -15,8 +15,8 @@ def register(sub) -> None:
     p = verbs.add_parser("simulate", help="simulate a training/test set of PSFs (HDF5 shards)")
     p.add_argument("--instrument", required=True, help="preset name (nirc2, irdis) or YAML file")
     p.add_argument("--wavelength", type=float, help="observing wavelength [um] (default: preset)")
-    p.add_argument("--n", type=int, required=True, help="number of PSFs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=positive_int, required=True, help="number of PSFs")
+    p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--out", required=True, help="output directory of shards")
     p.add_argument("--noise", choices=["default", "none"], help="detector noise (default: preset's photon+read noise)")
     p.add_argument("--noiseless-fraction", type=float, help="fraction of noiseless PSFs in a noisy set")
@@ -25,8 +25,8 @@ def register(sub) -> None:
                    help="fraction of PSFs without static aberrations in a set with them (default 0)")
     p.add_argument("--static-basis", help="FITS cube (K,n,n) of static modes in nm over the pupil")
     p.add_argument("--config", help="YAML file overriding priors/noise settings (see psf/simulate.py)")
-    p.add_argument("--shard-size", type=int, help="PSFs per shard (default 1000)")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes (one shard each)")
+    p.add_argument("--shard-size", type=positive_int, help="PSFs per shard (default 1000)")
+    p.add_argument("--workers", type=positive_int, default=1, help="parallel processes (one shard each)")
     p.add_argument("--overwrite", action="store_true", help="replace shards made with other settings")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_simulate)
@@ -34,8 +34,8 @@ def register(sub) -> None:
     p = verbs.add_parser("fit", help="classical least-squares PSFAO fit of images")
     _add_input_args(p)
     p.add_argument("--static", choices=["default", "none"], default="default", help="fit static modes or not")
-    p.add_argument("--max-iter", type=int, default=100)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--max-iter", type=positive_int, default=100)
+    p.add_argument("--batch", type=positive_int, default=8)
     p.set_defaults(func=cmd_fit)
 
 
@@ -67,7 +67,7 @@ def register(sub) -> None:
                    "(nirc2, nirc2-nostatic, irdis)")
     p.add_argument("--data", required=True, help="directory of test shards")
     p.add_argument("--compare", choices=["fit", "none"], default="fit")
-    p.add_argument("--n-fit", type=int, help="fit only the first N PSFs (a fit takes ~1 s per PSF without static modes, ~3.5 s with them, on 2 CPU cores)")
+    p.add_argument("--n-fit", type=positive_int, help="fit only the first N PSFs (a fit takes ~1 s per PSF without static modes, ~3.5 s with them, on 2 CPU cores)")
     p.add_argument("--out", required=True, help="report directory")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
@@ -87,6 +87,8 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", help="PNG of data/model/residual (default: next to --out, OUT_fit.png or, for "
                    "predict without --refine, OUT_model.png)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--force", action="store_true",
+                   help="go on when the FITS header contradicts the instrument (telescope, camera, wavelength)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -99,12 +101,16 @@ def resolve_instrument(args):
         data = inst.to_dict()
         data["static"] = {"kind": "file", "path": str(Path(basis).resolve())}
         inst = type(inst).from_dict(data)
+        inst.static_basis  # read the file now: a bad one is reported before any output is made
     return inst
 
 
 def cmd_simulate(args) -> int:
+    from ..errors import UserError
     from .simulate import load_sim_config, simulate
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"{args.out}: exists and is not a directory (--out is a directory of shards)")
     inst = resolve_instrument(args)
     overrides = load_sim_config(args.config) or {}
     if args.noise:
@@ -134,15 +140,15 @@ def cmd_fit(args) -> int:
     from .plots import plot_data_model_residual
 
     out = check_new_output(args.out, args.overwrite)
-    plot = Path(args.plot) if args.plot else out.with_name(out.stem + "_fit.png")
+    plot = check_new_output(args.plot or out.with_name(out.stem + "_fit.png"), args.overwrite)
     inst = resolve_instrument(args)
-    data = load_psf_images(args.input, inst, gain=args.gain, weighting=args.weights)
+    data = load_psf_images(args.input, inst, gain=args.gain, weighting=args.weights, force=args.force)
     fitter = PsfFitter(inst, fit_static=args.static != "none", max_iter=args.max_iter, batch=args.batch)
     start = time.perf_counter()
     result = fitter.fit(data.images, data.weights, progress=not args.no_progress)
     elapsed = time.perf_counter() - start
     columns = {"index": list(range(len(data.images)))}
-    columns.update(data.add_position_columns(result.table(), inst.npix))
+    columns.update(data.add_frame_columns(result.table(), inst.npix))
     write_csv(out, columns, overwrite=args.overwrite)
     write_run_config(out.with_name(out.stem + ".config.yaml"), {
         "command": "psf fit", "input": str(Path(args.input).resolve()), "instrument": fitter.instrument.to_dict(),
@@ -158,14 +164,10 @@ def cmd_fit(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from ..cli import trainer_options
-    from ..training import example_config
+    from ..cliargs import trainer_options
     from .learn import train_psf
 
-    config = args.config
-    if not Path(config).suffix:
-        config = example_config(config)
-    trainer = train_psf(args.data, config, args.out, resume=args.resume, overwrite=args.overwrite,
+    trainer = train_psf(args.data, args.config, args.out, resume=args.resume, overwrite=args.overwrite,
                         overrides=args.set, layout=args.input, **trainer_options(args))
     print(f"best checkpoint: {trainer.checkpoint_callback.best_model_path}")
     return 0
@@ -186,7 +188,8 @@ def cmd_predict(args) -> int:
     from .plots import plot_data_model_residual
 
     out = check_new_output(args.out, args.overwrite)
-    plot = Path(args.plot) if args.plot else out.with_name(out.stem + ("_fit.png" if args.refine else "_model.png"))
+    plot = check_new_output(args.plot or out.with_name(out.stem + ("_fit.png" if args.refine else "_model.png")),
+                            args.overwrite)
     inst = resolve_instrument(args)
     model_dir = locate_model(args.model) if args.model else packaged_model(inst, static=args.static != "none")
     meta = read_metadata(model_dir)
@@ -194,7 +197,7 @@ def cmd_predict(args) -> int:
     if args.static == "none" and meta["even_static_modes"]:
         raise UserError(f"{model_dir}: the model estimates static modes; --static none needs one trained "
                         "without them (psf simulate --static none)")
-    data = load_psf_images(args.input, inst, gain=args.gain, weighting=args.weights)
+    data = load_psf_images(args.input, inst, gain=args.gain, weighting=args.weights, force=args.force)
     estimator = PsfEstimator(model_dir)
     start = time.perf_counter()
     table = estimator.predict(data.images)
@@ -207,7 +210,7 @@ def cmd_predict(args) -> int:
     else:
         models = fitter.render(data.images, data.weights, table)
     columns = {"index": list(range(len(data.images)))}
-    columns.update(data.add_position_columns(table, inst.npix))
+    columns.update(data.add_frame_columns(table, inst.npix))
     write_csv(out, columns, overwrite=args.overwrite)
     write_run_config(out.with_name(out.stem + ".config.yaml"), {
         "command": "psf predict", "input": str(Path(args.input).resolve()), "model": str(model_dir.resolve()),

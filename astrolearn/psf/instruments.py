@@ -51,6 +51,9 @@ class Instrument:
         Von Karman outer scale L0 [m].
     pupil, static, detector : dict
         Pupil geometry, static-aberration basis and detector/noise settings (see presets).
+    header : dict
+        What the FITS headers of the camera's frames say, checked against the model by
+        :func:`astrolearn.psf.data.check_header` (empty: nothing checked).
     """
 
     name: str
@@ -65,6 +68,7 @@ class Instrument:
     pupil: dict = field(default_factory=lambda: {"kind": "circular"})
     static: dict = field(default_factory=lambda: {"kind": "none"})
     detector: dict = field(default_factory=dict)
+    header: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.npix % 2:
@@ -89,6 +93,7 @@ class Instrument:
             "pupil": copy.deepcopy(self.pupil),
             "static": copy.deepcopy(self.static),
             "detector": copy.deepcopy(self.detector),
+            "header": copy.deepcopy(self.header),
         }
 
     @classmethod

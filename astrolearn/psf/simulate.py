@@ -169,7 +169,9 @@ _DIGEST_NEUTRAL = {"static_free_fraction": 0.0}
 
 def config_digest(instrument: Instrument, config: dict, seed: int) -> str:
     config = {k: v for k, v in config.items() if k not in _DIGEST_NEUTRAL or v != _DIGEST_NEUTRAL[k]}
-    blob = json.dumps({"instrument": instrument.to_dict(), "config": config, "seed": seed}, sort_keys=True)
+    # The header expectations (checked on user frames) do not change a simulated PSF.
+    described = {k: v for k, v in instrument.to_dict().items() if k != "header"}
+    blob = json.dumps({"instrument": described, "config": config, "seed": seed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import add_progress_flag
+from ..cliargs import add_progress_flag, nonneg_int, positive_int
 
 
 def register(subparsers) -> None:
@@ -15,10 +15,10 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="redshift_command", required=True, metavar="SUBCOMMAND")
 
     s = sub.add_parser("simulate", help="simulate NISP red-grism spectra into HDF5 shards")
-    s.add_argument("--n", type=int, required=True, help="number of spectra")
-    s.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    s.add_argument("--n", type=positive_int, required=True, help="number of spectra")
+    s.add_argument("--seed", type=nonneg_int, default=0, help="master seed (default 0)")
     s.add_argument("--out", required=True, help="output directory of shard-*.h5")
-    s.add_argument("--shard-size", type=int, default=1000, help="spectra per shard (default 1000)")
+    s.add_argument("--shard-size", type=positive_int, default=1000, help="spectra per shard (default 1000)")
     s.add_argument("--resolution", type=float, default=450.0, help="resolving power lambda/FWHM (default 450)")
     s.add_argument("--zrange", type=float, nargs=2, default=(0.5, 2.5), metavar=("ZMIN", "ZMAX"),
                    help="uniform redshift range (default 0.5 2.5)")
@@ -47,17 +47,17 @@ def register(subparsers) -> None:
     e.add_argument("--no-lines", action="store_true", help="continuum templates only")
     e.add_argument("--vdisp", type=float, default=100.0, help="line velocity dispersion [km/s] (default 100)")
     e.add_argument("--prior", default=None, help="redshift prior: two-column text file 'z density'")
-    e.add_argument("--candidates", type=int, default=5, help="candidates per spectrum (default 5)")
+    e.add_argument("--candidates", type=positive_int, default=5, help="candidates per spectrum (default 5)")
     e.add_argument("--peak-separation", type=float, default=0.01,
                    help="minimum candidate separation in ln(1+z) (default 0.01)")
     e.add_argument("--stride", default="auto",
                    help="coarse-pass stride: auto (default) or an integer; 1 = exact chi2 on every grid point")
-    e.add_argument("--chunk-size", type=int, default=1000, help="spectra per output file (default 1000)")
+    e.add_argument("--chunk-size", type=positive_int, default=1000, help="spectra per output file (default 1000)")
     e.add_argument("--save-chi2", action="store_true",
                    help="also store chi2(z) and the mask of exactly computed grid points")
     e.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="normal-equation precision")
     e.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
-    e.add_argument("--workers", type=int, default=None, help="CPU worker threads (default: available CPUs)")
+    e.add_argument("--workers", type=positive_int, default=None, help="CPU worker threads (default: available CPUs)")
     e.add_argument("--overwrite", action="store_true", help="replace existing results in --out")
     add_progress_flag(e)
     e.set_defaults(func=_estimate)
@@ -96,11 +96,9 @@ def _estimate(args: argparse.Namespace) -> int:
     stride = args.stride
     if stride != "auto":
         try:
-            stride = int(stride)
-        except ValueError:
-            raise UserError(f"--stride must be 'auto' or an integer, not {stride!r}") from None
-    if args.candidates < 1:
-        raise UserError("--candidates must be >= 1")
+            stride = positive_int(stride)
+        except argparse.ArgumentTypeError:
+            raise UserError(f"--stride must be 'auto' or a positive integer, not {stride!r}") from None
     cfg = EngineConfig(grid=grid, templates=args.templates, template_file=args.template_file,
                        lines=not args.no_lines, vdisp=args.vdisp, n_candidates=args.candidates,
                        peak_separation=args.peak_separation, stride=stride, dtype=args.dtype,

@@ -43,7 +43,8 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
     module : RegressionModule or ClassificationModule
         The task module to train.
     out_dir : path-like
-        Run directory (layout in the module documentation).
+        Run directory (layout in the module documentation). A start that fails before training
+        begins (a refused setting, Ctrl+C) leaves it as it was.
     resume : bool
         Continue from ``out_dir/checkpoints/last.ckpt`` (weights, optimiser, scheduler, epoch).
         ``max_epochs`` counts the epochs of the whole run, so raise it to train longer.
@@ -105,6 +106,8 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
         all_callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=t["patience"]))
     if config["scheduler"]["name"] != "none":
         all_callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    guard = _StartGuard(out_dir)
+    all_callbacks.append(guard.callback)
     loggers = [
         # CSV: a new version per start, since Lightning would truncate an existing metrics.csv.
         CSVLogger(out_dir, name="csv"),
@@ -124,22 +127,91 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
         raise UserError(f"trainer: {exc}") from None
     if config["init_from"] and not resume:
         _load_initial_weights(module, config["init_from"], config["model"])
-    if trainer.global_rank == 0:
-        _prepare_run_dir(out_dir, config, resume, overwrite)
-        if on_ready is not None:
-            on_ready()
     sigint = signal.getsignal(signal.SIGINT)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
-    except SystemExit:
-        # Lightning turns Ctrl+C into sys.exit(1) after a graceful shutdown, leaving Ctrl+C
-        # ignored: restore it and report the interruption as such, so that the command line
-        # can say how to resume.
-        if trainer.interrupted:
-            signal.signal(signal.SIGINT, sigint)
-            raise KeyboardInterrupt from None
+        if trainer.global_rank == 0:
+            _prepare_run_dir(out_dir, config, resume, overwrite, guard.set_aside)
+            if on_ready is not None:
+                on_ready()
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
+        except SystemExit:
+            # Lightning turns Ctrl+C into sys.exit(1) after a graceful shutdown, leaving Ctrl+C
+            # ignored: restore it and report the interruption as such, so that the command line
+            # can say how to resume.
+            if trainer.interrupted:
+                signal.signal(signal.SIGINT, sigint)
+                raise KeyboardInterrupt from None
+            raise
+    except BaseException:
+        if trainer.global_rank == 0:
+            guard.undo()
         raise
+    if trainer.global_rank == 0:
+        guard.commit()
     return trainer
+
+
+class _StartGuard:
+    """Undo what a start wrote in the run directory if it fails before training begins.
+
+    A start refused by an invalid setting (an optimiser option, a data-loader option, a network
+    that does not fit the data) must leave the directory as it was, or the corrected command is
+    refused as "holds a previous training run" while ``--resume`` finds nothing to resume. The
+    previous run that ``--overwrite`` replaces is set aside and deleted only once training
+    begins (``on_train_start``), then restored by :meth:`undo`.
+    """
+
+    def __init__(self, out_dir: Path):
+        from lightning.pytorch.callbacks import Callback
+
+        self.out_dir = out_dir
+        self.existed = out_dir.exists()
+        self.before = set(out_dir.rglob("*")) if self.existed else set()
+        self.aside = out_dir / f".replaced-{os.getpid()}"
+        self.started = False
+        guard = self
+
+        class _OnTrainStart(Callback):
+            def on_train_start(self, trainer, pl_module):
+                if trainer.is_global_zero:
+                    guard.commit()
+
+        self.callback = _OnTrainStart()
+
+    def set_aside(self, path: Path):
+        """Move ``path`` (in the run directory) out of the way until training begins."""
+        self.aside.mkdir(exist_ok=True)
+        os.replace(path, self.aside / path.name)
+
+    def commit(self):
+        """Training has begun: the start can no longer be undone; drop what was set aside."""
+        self.started = True
+        shutil.rmtree(self.aside, ignore_errors=True)
+
+    def undo(self):
+        """The start failed: remove what it wrote and put back what it set aside (unless training had begun)."""
+        if self.started:
+            return
+        if not self.existed:
+            shutil.rmtree(self.out_dir, ignore_errors=True)
+            return
+        # What was set aside comes back whole, replacing what this start wrote at its place.
+        restored = [self.out_dir / p.name for p in self.aside.iterdir()] if self.aside.is_dir() else []
+        created = {p for p in self.out_dir.rglob("*") if self.aside not in (p, *p.parents)} - self.before
+        for path in sorted(created | set(restored), reverse=True):  # children before their folder
+            _remove(path)
+        for path in restored:
+            os.replace(self.aside / path.name, path)
+        if self.aside.is_dir():
+            self.aside.rmdir()
+
+
+def _remove(path: Path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def _load_initial_weights(module, source, model_section):
@@ -181,8 +253,11 @@ def _plugins(devices):
     return None
 
 
-def _prepare_run_dir(out_dir: Path, config: Mapping, resume: bool, overwrite: bool):
-    """Check that ``out_dir`` suits a new or resumed run, then write the resolved configuration."""
+def _prepare_run_dir(out_dir: Path, config: Mapping, resume: bool, overwrite: bool, set_aside):
+    """Check that ``out_dir`` suits a new or resumed run, then write the resolved configuration.
+
+    ``set_aside(path)`` removes an artefact of the run that ``overwrite`` replaces.
+    """
     if resume:
         if not (out_dir / "checkpoints" / "last.ckpt").is_file():
             raise UserError(f"{out_dir}: nothing to resume (no checkpoints/last.ckpt)")
@@ -190,14 +265,13 @@ def _prepare_run_dir(out_dir: Path, config: Mapping, resume: bool, overwrite: bo
         if previous.is_file() and read_yaml(previous).get("model") != to_plain(config["model"]):
             raise UserError(f"{out_dir}: the model section differs from the run being resumed "
                             f"(see {previous})")
+        if previous.is_file():  # kept until training begins: a failed resume restores it
+            set_aside(previous)
     elif any((out_dir / name).exists() for name in _RUN_ARTEFACTS):
         if not overwrite:
             raise UserError(f"{out_dir}: holds a previous training run "
                             "(use --resume to continue it or --overwrite to replace it)")
         for name in _RUN_ARTEFACTS:
-            path = out_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+            if (out_dir / name).exists():
+                set_aside(out_dir / name)
     dump_config(config, out_dir / CONFIG_FILE)

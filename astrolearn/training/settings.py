@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -26,8 +27,8 @@ def resolve_config(source=None, overrides: Iterable[str | Mapping] = ()) -> dict
     Parameters
     ----------
     source : path-like, mapping or None
-        The user's configuration (YAML file or mapping). Resolving an already resolved
-        configuration returns an equal one.
+        The user's configuration (YAML file, name of a bundled example such as ``"psf_cnn"``,
+        or mapping). Resolving an already resolved configuration returns an equal one.
     overrides : iterable of str or mapping
         Applied after ``source``: ``"optimizer.lr=3e-4"`` strings or mappings.
 
@@ -39,8 +40,10 @@ def resolve_config(source=None, overrides: Iterable[str | Mapping] = ()) -> dict
     Raises
     ------
     UserError
-        On an unknown option or a missing ``model`` section.
+        On an unknown option, a value of the wrong type or a missing ``model`` section.
     """
+    if isinstance(source, (str, os.PathLike)) and not Path(source).suffix:
+        source = example_config(str(source))
     config = load_config(source, overrides, defaults=_defaults())
     if not isinstance(config.get("model"), Mapping):
         raise UserError("the training configuration has no model section (see astrolearn/nn/builder.py)")

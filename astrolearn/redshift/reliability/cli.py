@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ...cli import add_progress_flag, add_trainer_args
+from ...cliargs import add_progress_flag, add_trainer_args, positive_int
 from .labels import EUCLID_WINDOW, SCHEMES, TOLERANCE
 
 
@@ -34,7 +34,7 @@ def register_verbs(verbs) -> None:
     p.add_argument("--zwindow", type=float, nargs=2, metavar=("ZMIN", "ZMAX"),
                    help=f"true-redshift window of a success (euclid default: {EUCLID_WINDOW[0]} {EUCLID_WINDOW[1]})")
     p.add_argument("--channels", default="pdf,log", help="network input: pdf, log or pdf,log (default)")
-    p.add_argument("--pool", type=int, default=16,
+    p.add_argument("--pool", type=positive_int, default=16,
                    help="max-pool the log PDF by this many grid points before the network (default 16)")
     p.add_argument("--config", help="training YAML (default: reliability_cnn.yaml of the package; "
                    "or an example name such as zpdf_cnn)")
@@ -78,7 +78,7 @@ def register_verbs(verbs) -> None:
     p.add_argument("--out", required=True, help="output directory (estimate outputs and reliability.csv)")
     p.add_argument("--resolution", type=float, default=None,
                    help="resolving power overriding the input's (defaults: 450 near-IR, 3000 optical)")
-    p.add_argument("--workers", type=int, default=None, help="CPU worker threads of the estimate")
+    p.add_argument("--workers", type=positive_int, default=None, help="CPU worker threads of the estimate")
     p.add_argument("--overwrite", action="store_true", help="replace previous outputs in --out")
     add_progress_flag(p)
     p.set_defaults(func=cmd_run)
@@ -98,12 +98,15 @@ def _scheme(args):
 def cmd_train(args) -> int:
     import sys
 
-    from ...cli import trainer_options
+    from ...cliargs import trainer_options
+    from ...training import resolve_config
     from .dataset import open_training_data
     from .train import DEFAULT_CONFIG, train_reliability
 
-    scheme = _scheme(args)  # option errors before the (long) copy of the estimates
+    # Option errors before the (long) copy of the estimates into the run directory.
+    scheme = _scheme(args)
     options = trainer_options(args)
+    resolve_config(args.config or DEFAULT_CONFIG, args.set)
     channels = [c.strip() for c in args.channels.split(",") if c.strip()]
     out = Path(args.out)
     shards = open_training_data(args.data, out / "data", progress=True)

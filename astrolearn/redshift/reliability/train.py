@@ -72,12 +72,10 @@ def train_reliability(shards, scheme: LabelScheme, out_dir, *, config=DEFAULT_CO
         The ``training`` summary stored in the metadata (class counts, validation NLL before and
         after calibration, baseline validation accuracy).
     """
-    from ...training import ShardDataModule, build_module, example_config, fit, load_model, resolve_config
+    from ...training import ShardDataModule, build_module, fit, load_model, resolve_config
 
     out_dir = Path(out_dir)
     grid = shard_grid(shards)
-    if isinstance(config, str) and not Path(config).suffix:
-        config = example_config(config)
     config = resolve_config(config, overrides)
     data = ShardDataModule(shards, "log_pdf", SchemeTargets(scheme), target_names=scheme.classes,
                            transform=PdfTransform(grid, channels, pool), **config["data"])
