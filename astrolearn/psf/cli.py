@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -128,6 +129,7 @@ def cmd_fit(args) -> int:
     from ..io.tables import write_csv, write_run_config
     from .data import load_psf_images
     from .fit import PsfFitter
+    from .metrics import column_units
     from .plots import plot_data_model_residual
 
     out = check_new_output(args.out, args.overwrite)
@@ -145,12 +147,14 @@ def cmd_fit(args) -> int:
         "command": "psf fit", "input": str(Path(args.input).resolve()), "instrument": fitter.instrument.to_dict(),
         "fit_static": fitter.fit_static, "weights": args.weights, "gain_e_per_adu": data.gain,
         "max_iter": args.max_iter, "start": "prior median", "seconds_per_psf": elapsed / len(data.images),
-        "astrolearn_version": __version__,
+        "astrolearn_version": __version__, "units": column_units(columns),
     })
     plot_data_model_residual(plot, data.images, result.models)
     r0 = result.values[:, 0]
     print(f"fitted {len(r0)} PSF(s) in {elapsed:.1f} s; r0(500 nm) median {float(__import__('numpy').median(r0)):.3f} m")
     print(f"wrote {out} and {plot}")
+    if result.warning():
+        print(f"astrolearn: warning: {result.warning()} (status column of {out})", file=sys.stderr)
     return 0
 
 
@@ -192,6 +196,7 @@ def cmd_predict(args) -> int:
     from ..io.tables import write_csv, write_run_config
     from .data import load_psf_images
     from .learn import PsfEstimator, check_compatible, packaged_model, read_metadata
+    from .metrics import column_units
 
     out = check_new_output(args.out, args.overwrite)
     inst = resolve_instrument(args)
@@ -221,6 +226,7 @@ def cmd_predict(args) -> int:
         "command": "psf predict", "input": str(Path(args.input).resolve()), "model": str(model_dir.resolve()),
         "static": args.static, "refine": args.refine, "instrument": inst.to_dict(), "gain_e_per_adu": data.gain,
         "seconds_per_psf": elapsed / len(data.images), "astrolearn_version": __version__,
+        "units": column_units(columns),
     })
     if models is not None:
         from .plots import plot_data_model_residual
@@ -229,6 +235,8 @@ def cmd_predict(args) -> int:
         plot_data_model_residual(plot, data.images, models)
     print(f"{len(data.images)} PSF(s) in {elapsed:.2f} s; r0(500 nm) median {float(np.median(table['r0'])):.3f} m; "
           f"wrote {out}")
+    if args.refine and result.warning():
+        print(f"astrolearn: warning: {result.warning()} (status column of {out})", file=sys.stderr)
     return 0
 
 
