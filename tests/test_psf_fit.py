@@ -166,3 +166,20 @@ def test_gaussian_prior_holds_only_what_the_data_leave_free():
     held = fitter.fit(images, weights, initial=table, prior=table)
     np.testing.assert_allclose(held.values[:, 0], table["r0"], rtol=1e-4)
     assert np.all(held.chi2 > free.chi2)
+
+
+def test_error_statistics_over_a_subset():
+    from astrolearn.psf.evaluate import error_rows
+
+    truth = {"r0": np.array([0.1, 0.2, 0.4]), "stat_1": np.array([10.0, 0.0, -5.0])}
+    est = {"r0": np.array([0.11, 0.2, 4.0]), "stat_1": np.array([12.0, 1.0, -5.0])}
+    crb = {"r0": np.array([0.01, 0.01])}  # bounds on the first two PSFs only
+    keep = np.array([True, True, False])  # the third fit failed
+    all_rows = error_rows("fit", truth, est, ["r0", "stat_1"], crb, 1.0)
+    ok_rows = error_rows("fit", truth, est, ["r0", "stat_1"], crb, 1.0, keep=keep, subset="converged")
+    assert [(r["subset"], r["n"], r["unit"]) for r in all_rows + ok_rows] == \
+        [("all", 3, "m"), ("all", 3, "nm"), ("converged", 2, "m"), ("converged", 2, "nm")]
+    assert np.isclose(all_rows[0]["median_rel_%"], 10.0) and np.isclose(ok_rows[0]["median_rel_%"], 5.0)
+    assert np.isclose(ok_rows[0]["err/CRB_median"], 0.5) and np.isclose(ok_rows[1]["median_abs"], 1.5)
+    none = error_rows("fit", truth, est, ["r0"], None, 1.0, keep=np.zeros(3, bool), subset="converged")
+    assert none[0]["n"] == 0 and np.isnan(none[0]["median_abs"])

@@ -97,8 +97,19 @@ def test_train_predict_evaluate_cli(tmp_path, capsys, monkeypatch):
     assert main(["psf", "evaluate", "--model", str(run), "--data", str(tmp_path / "test"), "--n-fit", "2",
                  "--out", str(report), "--no-progress"]) == 0
     text = (report / "report.md").read_text()
-    assert "| cnn | r0 |" in text and "| fit | r0 |" in text and "| hybrid | r0 |" in text
-    assert (report / "scatter_cnn.png").exists() and (report / "errors.csv").exists()
+    # Units in every row; C/A shown with their column names; statistics over all and converged fits.
+    assert "| cnn | r0 | all | 4 | m |" in text and "| cnn | C (bck) | all | 4 | rad^2 m^2 |" in text
+    assert "| fit | A (amp) | all | 2 | rad^2 |" in text and "| hybrid | beta | all | 2 | - |" in text
+    assert "| bck | C | rad^2 m^2 |" in text  # the parameter table
+    for method in ("fit", "hybrid"):
+        status = list(read_csv(report / f"{method}.csv")["status"])
+        ok = status.count("converged")
+        capped, bound = status.count("iteration_cap"), sum(s.startswith("at_bound:") for s in status)
+        assert f"| {method} | 2 | {ok} | {capped} | {bound} |" in text
+        assert f"| {method} | r0 | converged | {ok} | m |" in text
+    errors = read_csv(report / "errors.csv")
+    assert set(errors["subset"]) == {"all", "converged"} and "status" not in read_csv(report / "cnn.csv")
+    assert (report / "scatter_cnn.png").exists()
     # A rerun reuses the fits made from the same inputs (they cost seconds per PSF).
     fits = [(report / f).read_text() for f in ("fit.csv", "hybrid.csv")]
     monkeypatch.setattr(PsfFitter, "fit", lambda *a, **k: pytest.fail("fitted again"))

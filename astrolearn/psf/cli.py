@@ -149,7 +149,7 @@ def cmd_fit(args) -> int:
         "max_iter": args.max_iter, "start": "prior median", "seconds_per_psf": elapsed / len(data.images),
         "astrolearn_version": __version__, "units": column_units(columns),
     })
-    plot_data_model_residual(plot, data.images, result.models)
+    plot_data_model_residual(plot, data.images, result.models, status=result.status)
     r0 = result.values[:, 0]
     print(f"fitted {len(r0)} PSF(s) in {elapsed:.1f} s; r0(500 nm) median {float(__import__('numpy').median(r0)):.3f} m")
     print(f"wrote {out} and {plot}")
@@ -211,13 +211,13 @@ def cmd_predict(args) -> int:
     start = time.perf_counter()
     table = estimator.predict(data.images)
     elapsed = time.perf_counter() - start
-    models = None
+    models = status = None
     if args.refine:
         from .fit import PsfFitter
 
         fitter = PsfFitter(inst, fit_static=estimator.n_static > 0)
         result = fitter.fit(data.images, data.weights, progress=not args.no_progress, initial=table, prior=table)
-        table, models = result.table(), result.models
+        table, models, status = result.table(), result.models, result.status
         elapsed = time.perf_counter() - start
     columns = {"index": list(range(len(data.images)))}
     columns.update(data.add_position_columns(table, inst.npix))
@@ -232,7 +232,7 @@ def cmd_predict(args) -> int:
         from .plots import plot_data_model_residual
 
         plot = Path(args.plot) if args.plot else out.with_name(out.stem + "_fit.png")
-        plot_data_model_residual(plot, data.images, models)
+        plot_data_model_residual(plot, data.images, models, status=status)
     print(f"{len(data.images)} PSF(s) in {elapsed:.2f} s; r0(500 nm) median {float(np.median(table['r0'])):.3f} m; "
           f"wrote {out}")
     if args.refine and result.warning():

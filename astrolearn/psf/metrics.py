@@ -110,11 +110,11 @@ def summary_row(name: str, truth: np.ndarray, estimate: np.ndarray, even: bool =
 
 
 def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
-    """A Markdown table of dict rows (floats with 4 significant digits)."""
+    """A Markdown table of dict rows (floats with 4 significant digits; '-' for NaN: no value)."""
     if not rows:
         return ""
     columns = columns or list(rows[0])
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    fmt = lambda v: ("-" if np.isnan(v) else f"{v:.4g}") if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
