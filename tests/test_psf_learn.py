@@ -109,6 +109,8 @@ def test_train_predict_evaluate_cli(tmp_path, capsys, monkeypatch):
         assert f"| {method} | r0 | converged | {ok} | m |" in text
     errors = read_csv(report / "errors.csv")
     assert set(errors["subset"]) == {"all", "converged"} and "status" not in read_csv(report / "cnn.csv")
+    units = yaml.safe_load((report / "config.yaml").read_text())["units"]
+    assert set(units) == set(read_csv(report / "fit.csv")) and units["amp"] == "rad^2"
     assert (report / "scatter_cnn.png").exists()
     # A rerun reuses the fits made from the same inputs (they cost seconds per PSF).
     fits = [(report / f).read_text() for f in ("fit.csv", "hybrid.csv")]

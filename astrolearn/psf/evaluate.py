@@ -21,7 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from .fit import fit_failed, status_summary
-from .metrics import RELATIVE, markdown_table, parameter_label, parameter_rows, parameter_symbol, parameter_unit
+from .metrics import (
+    RELATIVE,
+    column_units,
+    markdown_table,
+    parameter_label,
+    parameter_rows,
+    parameter_symbol,
+    parameter_unit,
+)
 
 PSD_REPORTED = ("r0", "bck", "amp", "alpha", "ratio", "theta", "beta")
 
@@ -103,9 +111,12 @@ def cramer_rao(fitter, images: np.ndarray, truth_table: dict, weights: np.ndarra
 
 def evaluate(model_dir, data_dir, out_dir, compare_fit: bool = True, n_fit: int | None = None,
              progress: bool = True, hybrid: bool = True) -> Path:
-    """Write the comparison report (Markdown, CSV, PNG) into ``out_dir``; returns the report path."""
+    """Write the comparison report (Markdown, CSV, PNG, ``config.yaml`` with the units) into ``out_dir``.
+
+    Returns the path of ``report.md``.
+    """
     from ..io.shards import list_shards, read_shard
-    from ..io.tables import write_csv
+    from ..io.tables import write_csv, write_run_config
     from .fit import PsfFitter
     from .instruments import Instrument
     from .learn import PsfEstimator, check_compatible
@@ -162,6 +173,11 @@ def evaluate(model_dir, data_dir, out_dir, compare_fit: bool = True, n_fit: int 
     write_csv(out_dir / "errors.csv", {k: [r[k] for r in rows] for k in rows[0]}, overwrite=True)
     n_fitted = results["fit"][2].stop if "fit" in results else 0
     _plots(out_dir, truth, results, names, f"{Path(data_dir).name}, {len(images)} PSFs")
+    write_run_config(out_dir / "config.yaml", {
+        "command": "psf evaluate", "model": str(Path(model_dir).resolve()), "data": str(Path(data_dir).resolve()),
+        "n_test": len(images), "n_fit": n_fitted, "hybrid": hybrid and n_fitted > 0,
+        "units": column_units([*names, "status"]),  # of the columns of cnn.csv, fit.csv, hybrid.csv
+    })
     report = out_dir / "report.md"
     report.write_text(_report(rows, results, names, model_dir, data_dir, instrument, len(images), n_fitted))
     return report
@@ -200,8 +216,9 @@ def _report(rows, results, names, model_dir, data_dir, instrument, n_images: int
             "\n## Fit failures\n",
             "A fit is *at a bound* when it ends with a parameter on a bound of the fit (the value is not an"
             " unconstrained minimum and its error is not meaningful), at the *iteration cap* when it stopped at"
-            " `max_iter` without converging (a fit both capped and at a bound counts as at a bound). The status of"
-            " each PSF is the `status` column of `fit.csv` / `hybrid.csv`.\n",
+            " `max_iter` without converging (a fit both capped and at a bound counts as at a bound). C (bck) = 0, its"
+            " lower bound, is physically possible but counted as well. The status of each PSF is the `status` column"
+            " of `fit.csv` / `hybrid.csv`.\n",
             markdown_table(failures),
         ]
     text += [

@@ -108,7 +108,7 @@ def status_summary(status) -> dict:
     dict
         ``n``, ``failed`` (not converged), ``iteration_cap``, ``at_bound`` (fits with some
         parameter on a bound), ``by_parameter`` ({parameter: fits with it on a bound}) and
-        ``text``, e.g. "1 at the iteration cap, 3 with a parameter at a bound (beta 2, r0 1)".
+        ``text``, e.g. "1 at the iteration cap; 3 with a parameter at a bound of the fit (beta 2, r0 1)".
     """
     status = np.asarray(status).astype(str)
     bound = [s[len(AT_BOUND):].split(",") for s in status if s.startswith(AT_BOUND)]
