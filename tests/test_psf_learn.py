@@ -87,6 +87,14 @@ def test_train_predict_evaluate_cli(tmp_path, capsys, monkeypatch):
                  "--out", str(out)]) == 0
     table = read_csv(out)
     assert len(table["r0"]) == 4 and (table["r0_err"] > 0).all() and "stat_1" not in table
+    assert "status" not in table  # the CNN alone has no fit status; the hybrid has one per PSF
+    refined = tmp_path / "refined.csv"
+    assert main(["psf", "predict", str(shard), "--instrument", str(inst_file), "--model", str(run), "--refine",
+                 "--out", str(refined), "--no-progress"]) == 0
+    status = list(read_csv(refined)["status"])
+    assert len(status) == 4 and all(s in ("converged", "iteration_cap") or s.startswith("at_bound:") for s in status)
+    units = yaml.safe_load((tmp_path / "refined.config.yaml").read_text())["units"]
+    assert units["status"] == "-" and units["r0_err"] == "m"
     # A model trained for another pixel scale refuses the images.
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump(dict(inst.to_dict(), pixel_scale_mas=10.0)))
