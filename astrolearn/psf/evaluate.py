@@ -202,8 +202,8 @@ def _report(rows, results, names, model_dir, data_dir, instrument, n_images: int
     text = [
         "# PSF estimation: CNN vs least-squares fit vs hybrid\n",
         f"Model: `{model_dir}`; test data: `{data_dir}` ({n_images} simulated PSFs, {instrument.name}, "
-        f"{instrument.wavelength_um} um); CNN on all of them" + (f", fit and hybrid on the first {n_fitted}." if n_fitted
-                                                                 else "; no fit (--compare none).") + "\n",
+        f"{instrument.wavelength_um} um); CNN on all of them"
+        + (f", fit and hybrid on the first {n_fitted}." if n_fitted else "; no fit (--compare none).") + "\n",
         "Fit: from the prior median. Hybrid: from the CNN's estimate, with the CNN's estimate and"
         " uncertainty as a Gaussian prior on r0, C, A, alpha, beta.\n",
         "## Parameters\n",
@@ -289,7 +289,8 @@ def _plots(out_dir: Path, truth: dict, results: dict, names: list[str], test_set
             ax.scatter(t[~failed], e[~failed], s=6, color="tab:blue", label=f"converged ({(~failed).sum()})"
                        if status is not None else f"estimates ({len(t)})")
             if failed.any():
-                ax.scatter(t[failed], e[failed], s=14, marker="x", color="tab:red", label=f"failed fits ({failed.sum()})")
+                ax.scatter(t[failed], e[failed], s=14, marker="x", color="tab:red",
+                           label=f"failed fits ({failed.sum()})")
             lo, hi = np.nanmin(t), np.nanmax(t)
             ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="estimate = truth")
             both = np.r_[t, e]

@@ -182,7 +182,8 @@ def stop_reason(trainer, best_checkpoint) -> str:
     if trainer.interrupted:
         why = f"interrupted during epoch {trainer.current_epoch}"
     elif reason == EarlyStoppingReason.PATIENCE_EXHAUSTED:
-        why = f"early stopping at epoch {early.stopped_epoch} (no improvement of {MONITOR} for {early.patience} epoch(s))"
+        why = (f"early stopping at epoch {early.stopped_epoch} (no improvement of {MONITOR} for {early.patience} "
+               "epoch(s))")
     elif reason == EarlyStoppingReason.NON_FINITE_METRIC:
         why = f"early stopping at epoch {early.stopped_epoch} ({MONITOR} is not finite)"
     elif reason != EarlyStoppingReason.NOT_STOPPED:

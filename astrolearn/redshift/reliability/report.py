@@ -235,8 +235,8 @@ def plot_report(out: Path, curves, methods, classes, scores, labels, diagrams, c
             axes[1].plot(pc.completeness, pc.purity, color=line.get_color(), label=METHOD_NAMES[m])
             fpr, tpr = roc_curve(scores[m][:, classes.index(name)], labels == classes.index(name))
             axes[2].plot(fpr, tpr, color=line.get_color(), label=METHOD_NAMES[m])
-        axes[0].set(xlabel=f"threshold on the score of '{name}' (probability)", ylabel="purity (solid), completeness (dashed)",
-                    title="selection score >= threshold")
+        axes[0].set(xlabel=f"threshold on the score of '{name}' (probability)",
+                    ylabel="purity (solid), completeness (dashed)", title="selection score >= threshold")
         axes[1].set(xlabel="completeness", ylabel="purity", title="purity vs completeness",
                     xlim=(0, 1), ylim=(0, 1.01))
         if name == SUCCESS:
@@ -258,8 +258,8 @@ def plot_report(out: Path, curves, methods, classes, scores, labels, diagrams, c
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, label="perfect calibration")
     ax.set(xlabel="predicted probability of success", ylabel="observed success fraction",
            xlim=(0, 1), ylim=(0, 1))
-    ax.set_title(f"Reliability diagram ({test_set};\n10 bins of predicted probability, ECE: expected calibration error)",
-                 fontsize=8)
+    ax.set_title(f"Reliability diagram ({test_set};\n10 bins of predicted probability, "
+                 "ECE: expected calibration error)", fontsize=8)
     ax.legend(fontsize=7)
     ax.tick_params(labelsize=8)
     figures["Reliability diagram"] = _save(fig, out / "reliability_diagram.png", plt)
