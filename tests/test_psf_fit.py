@@ -6,7 +6,7 @@ from astrolearn.cli import main
 from astrolearn.errors import UserError
 from astrolearn.io.tables import read_csv
 from astrolearn.psf.data import load_psf_images
-from astrolearn.psf.fit import PsfFitter
+from astrolearn.psf.fit import PsfFitter, status_summary
 from astrolearn.psf.instruments import load_instrument
 from astrolearn.psf.model import PsfaoModel
 from astrolearn.psf.simulate import DEFAULT_SIM, column_names, draw_parameters, render
@@ -29,6 +29,29 @@ def test_noiseless_recovery():
         truth = params[:, names.index(name)]
         err = np.abs(result.values[:, result.names.index(name)] - truth) / truth
         assert np.median(err) <= 1e-3, name
+    assert list(result.status) == ["converged"] * 4 and result.warning() is None
+
+
+def test_fit_status_names_iteration_cap_and_parameters_at_a_bound():
+    inst = circular(npix=64)
+    first, names, _ = _noiseless(inst, 2, 3)
+    second, _, _ = _noiseless(inst, 2, 5)
+    # Both PSFs have beta beyond the fit's upper bound 5.0, the second also r0 beyond 100 m at 2.2 um.
+    params = np.stack([first[0], second[1]])
+    params[:, names.index("beta")] = 6.0
+    params[1, names.index("r0")] = 80.0
+    images = render(PsfaoModel(inst), inst, params, names)
+    weights = np.ones_like(images) / images.max() ** 2
+    result = PsfFitter(inst, fit_static=False, batch=2, max_iter=40).fit(images, weights)
+    assert list(result.status) == ["at_bound:beta", "at_bound:r0,beta"]
+    assert np.all(result.values[:, result.names.index("beta")] == 5.0)
+    assert result.warning() == ("2 of 2 fit(s) did not converge: 2 with a parameter at a bound of the fit "
+                                "(beta 2, r0 1)")
+    capped = PsfFitter(inst, fit_static=False, batch=2, max_iter=1).fit(images[:1], weights[:1])
+    assert list(capped.status) == ["iteration_cap"] and list(capped.niter) == [1]
+    summary = status_summary(["converged", "iteration_cap", "at_bound:beta", "at_bound:r0,beta"])
+    assert (summary["failed"], summary["iteration_cap"], summary["at_bound"]) == (3, 1, 2)
+    assert summary["by_parameter"] == {"beta": 2, "r0": 1}
 
 
 def test_render_reproduces_simulated_frames():
@@ -81,7 +104,19 @@ def test_cli_fit_outputs(tmp_path, capsys):
                 "background_err", "dx", "dx_err", "dy", "dy_err"]
     assert list(table)[: len(expected)] == expected
     assert np.allclose(table["r0"], params[:, 0], rtol=2e-3)
+    assert list(table["status"]) == ["converged", "converged"]
     assert (tmp_path / "params_fit.png").exists() and (tmp_path / "params.config.yaml").exists()
+    units = yaml.safe_load((tmp_path / "params.config.yaml").read_text())["units"]
+    assert set(units) == set(table)
+    assert (units["r0"], units["bck"], units["amp_err"], units["alpha"], units["beta"], units["flux"]) == \
+        ("m", "rad^2 m^2", "rad^2", "1/m", "-", "e-")
+    assert "warning" not in capsys.readouterr().err
+    # Fits stopped by --max-iter: one warning line, and the status column says so.
+    capped = tmp_path / "capped.csv"
+    assert main([*args[:6], str(capped), *args[7:], "--max-iter", "1"]) == 0
+    assert capsys.readouterr().err.strip() == \
+        f"astrolearn: warning: 2 of 2 fit(s) did not converge: 2 at the iteration cap (status column of {capped})"
+    assert list(read_csv(capped)["status"]) == ["iteration_cap", "iteration_cap"]
     before = out.read_bytes()
     assert main(args) == 2 and "already exists" in capsys.readouterr().err
     assert out.read_bytes() == before
@@ -141,3 +176,20 @@ def test_gaussian_prior_holds_only_what_the_data_leave_free():
     held = fitter.fit(images, weights, initial=table, prior=table)
     np.testing.assert_allclose(held.values[:, 0], table["r0"], rtol=1e-4)
     assert np.all(held.chi2 > free.chi2)
+
+
+def test_error_statistics_over_a_subset():
+    from astrolearn.psf.evaluate import error_rows
+
+    truth = {"r0": np.array([0.1, 0.2, 0.4]), "stat_1": np.array([10.0, 0.0, -5.0])}
+    est = {"r0": np.array([0.11, 0.2, 4.0]), "stat_1": np.array([12.0, 1.0, -5.0])}
+    crb = {"r0": np.array([0.01, 0.01])}  # bounds on the first two PSFs only
+    keep = np.array([True, True, False])  # the third fit failed
+    all_rows = error_rows("fit", truth, est, ["r0", "stat_1"], crb, 1.0)
+    ok_rows = error_rows("fit", truth, est, ["r0", "stat_1"], crb, 1.0, keep=keep, subset="converged")
+    assert [(r["subset"], r["n"], r["unit"]) for r in all_rows + ok_rows] == \
+        [("all", 3, "m"), ("all", 3, "nm"), ("converged", 2, "m"), ("converged", 2, "nm")]
+    assert np.isclose(all_rows[0]["median_rel_%"], 10.0) and np.isclose(ok_rows[0]["median_rel_%"], 5.0)
+    assert np.isclose(ok_rows[0]["err/CRB_median"], 0.5) and np.isclose(ok_rows[1]["median_abs"], 1.5)
+    none = error_rows("fit", truth, est, ["r0"], None, 1.0, keep=np.zeros(3, bool), subset="converged")
+    assert none[0]["n"] == 0 and np.isnan(none[0]["median_abs"])

@@ -87,6 +87,14 @@ def test_train_predict_evaluate_cli(tmp_path, capsys, monkeypatch):
                  "--out", str(out)]) == 0
     table = read_csv(out)
     assert len(table["r0"]) == 4 and (table["r0_err"] > 0).all() and "stat_1" not in table
+    assert "status" not in table  # the CNN alone has no fit status; the hybrid has one per PSF
+    refined = tmp_path / "refined.csv"
+    assert main(["psf", "predict", str(shard), "--instrument", str(inst_file), "--model", str(run), "--refine",
+                 "--out", str(refined), "--no-progress"]) == 0
+    status = list(read_csv(refined)["status"])
+    assert len(status) == 4 and all(s in ("converged", "iteration_cap") or s.startswith("at_bound:") for s in status)
+    units = yaml.safe_load((tmp_path / "refined.config.yaml").read_text())["units"]
+    assert units["status"] == "-" and units["r0_err"] == "m"
     # A model trained for another pixel scale refuses the images.
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump(dict(inst.to_dict(), pixel_scale_mas=10.0)))
@@ -97,8 +105,21 @@ def test_train_predict_evaluate_cli(tmp_path, capsys, monkeypatch):
     assert main(["psf", "evaluate", "--model", str(run), "--data", str(tmp_path / "test"), "--n-fit", "2",
                  "--out", str(report), "--no-progress"]) == 0
     text = (report / "report.md").read_text()
-    assert "| cnn | r0 |" in text and "| fit | r0 |" in text and "| hybrid | r0 |" in text
-    assert (report / "scatter_cnn.png").exists() and (report / "errors.csv").exists()
+    # Units in every row; C/A shown with their column names; statistics over all and converged fits.
+    assert "| cnn | r0 | all | 4 | m |" in text and "| cnn | C (bck) | all | 4 | rad^2 m^2 |" in text
+    assert "| fit | A (amp) | all | 2 | rad^2 |" in text and "| hybrid | beta | all | 2 | - |" in text
+    assert "| bck | C | rad^2 m^2 |" in text  # the parameter table
+    for method in ("fit", "hybrid"):
+        status = list(read_csv(report / f"{method}.csv")["status"])
+        ok = status.count("converged")
+        capped, bound = status.count("iteration_cap"), sum(s.startswith("at_bound:") for s in status)
+        assert f"| {method} | 2 | {ok} | {capped} | {bound} |" in text
+        assert f"| {method} | r0 | converged | {ok} | m |" in text
+    errors = read_csv(report / "errors.csv")
+    assert set(errors["subset"]) == {"all", "converged"} and "status" not in read_csv(report / "cnn.csv")
+    units = yaml.safe_load((report / "config.yaml").read_text())["units"]
+    assert set(units) == set(read_csv(report / "fit.csv")) and units["amp"] == "rad^2"
+    assert (report / "scatter_cnn.png").exists()
     # A rerun reuses the fits made from the same inputs (they cost seconds per PSF).
     fits = [(report / f).read_text() for f in ("fit.csv", "hybrid.csv")]
     monkeypatch.setattr(PsfFitter, "fit", lambda *a, **k: pytest.fail("fitted again"))

@@ -54,6 +54,9 @@ def test_evaluate_writes_tables_and_plots(pipeline, capsys):
     assert main(["redshift", "evaluate", str(est), "--out", str(root / "ev")]) == 0
     md = (root / "ev" / "evaluation.md").read_text()
     assert "failures by alias" in md and "halpha_snr" in md
+    # Every "+-" of the report is defined, and the flux bins have their unit.
+    assert "rate +- sigma, sigma the 1-sigma binomial uncertainty" in md and "Halpha flux [erg/s/cm^2]" in md
+    assert "| all | 30 | " in md and "| success rate +- sigma |" in md
     for name in ("evaluation.csv", "success_vs_flux.png", "success_vs_snr.png", "zbest_vs_ztrue.png"):
         assert (root / "ev" / name).stat().st_size > 0
     assert main(["redshift", "evaluate", str(est), "--out", str(root / "ev")]) == 2

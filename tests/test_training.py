@@ -1,5 +1,6 @@
 """Training engine: configuration, shard streaming, Lightning modules, fit/resume, loading."""
 
+import logging
 import pickle
 import signal
 import subprocess
@@ -320,7 +321,7 @@ def test_resume_matches_uninterrupted_training(data_dir, tmp_path):
         torch.testing.assert_close(after[key], direct[key], rtol=1e-5, atol=1e-6)
 
 
-def test_interrupted_fit_raises_keyboard_interrupt(data_dir, tmp_path):
+def test_interrupted_fit_raises_keyboard_interrupt(data_dir, tmp_path, capsys):
     import lightning as L
 
     from astrolearn.training import fit
@@ -335,6 +336,42 @@ def test_interrupted_fit_raises_keyboard_interrupt(data_dir, tmp_path):
         fit(config, data, module, tmp_path, callbacks=[CtrlC()])
     assert signal.getsignal(signal.SIGINT) is handler  # Ctrl+C works again afterwards
     assert (tmp_path / "config.yaml").is_file()
+    assert capsys.readouterr().out.splitlines()[-1] == \
+        "stopped: interrupted during epoch 0; no epoch completed with a finite val/loss"
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_fit_says_why_it_stopped_without_lightning_banner(data_dir, tmp_path, capsys):
+    from astrolearn.training import fit
+
+    records = _Records()
+    logging.getLogger("lightning.pytorch").addHandler(records)
+    try:
+        config, data, module = regression_setup(data_dir)
+        fit(config, data, module, tmp_path / "max", max_epochs=2)
+        # Frozen weights (learning rate 0, no batch-norm statistics) never improve val/loss: early
+        # stopping after `patience` epochs.
+        frozen = tiny_config({"type": "regression"}, optimizer={"lr": 0.0}, scheduler={"name": "none"},
+                             trainer={"patience": 1, "max_epochs": 5}, model={"defaults": {"norm": "none"}})
+        _, data, module = regression_setup(data_dir, frozen)
+        fit(frozen, data, module, tmp_path / "early")
+    finally:
+        logging.getLogger("lightning.pytorch").removeHandler(records)
+    assert not [m for m in records.messages if "available" in m or "Tip" in m or "Trainable params" in m]
+    out = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("training ", "stopped: "))]
+    assert out[0] == "training RegressionModel (456 trainable parameters) on 1 cpu device(s)"
+    assert out[1].startswith("stopped: reached max_epochs=2; best epoch ")
+    assert out[3].startswith("stopped: early stopping at epoch 1 (no improvement of val/loss for 1 epoch(s)); "
+                             "best epoch 0 (val/loss=")
+    assert out[3].endswith(", best-epoch=000.ckpt)")
 
 
 def test_classification_fit_logs_accuracy(data_dir, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..cliargs import add_progress_flag, add_trainer_args, nonneg_int, positive_int
@@ -137,6 +138,7 @@ def cmd_fit(args) -> int:
     from ..io.tables import write_csv, write_run_config
     from .data import load_psf_images
     from .fit import PsfFitter
+    from .metrics import column_units
     from .plots import plot_data_model_residual
 
     out = check_new_output(args.out, args.overwrite)
@@ -154,12 +156,14 @@ def cmd_fit(args) -> int:
         "command": "psf fit", "input": str(Path(args.input).resolve()), "instrument": fitter.instrument.to_dict(),
         "fit_static": fitter.fit_static, "weights": args.weights, "gain_e_per_adu": data.gain,
         "max_iter": args.max_iter, "start": "prior median", "seconds_per_psf": elapsed / len(data.images),
-        "astrolearn_version": __version__,
+        "astrolearn_version": __version__, "units": column_units(columns),
     })
-    plot_data_model_residual(plot, data.images, result.models)
+    plot_data_model_residual(plot, data.images, result.models, status=result.status)
     r0 = result.values[:, 0]
     print(f"fitted {len(r0)} PSF(s) in {elapsed:.1f} s; r0(500 nm) median {float(__import__('numpy').median(r0)):.3f} m")
     print(f"wrote {out} and {plot}")
+    if result.warning():
+        print(f"astrolearn: warning: {result.warning()} (status column of {out})", file=sys.stderr)
     return 0
 
 
@@ -185,6 +189,7 @@ def cmd_predict(args) -> int:
     from .data import load_psf_images
     from .fit import PsfFitter
     from .learn import PsfEstimator, check_compatible, locate_model, packaged_model, read_metadata
+    from .metrics import column_units
     from .plots import plot_data_model_residual
 
     out = check_new_output(args.out, args.overwrite)
@@ -203,9 +208,10 @@ def cmd_predict(args) -> int:
     table = estimator.predict(data.images)
     elapsed = time.perf_counter() - start
     fitter = PsfFitter(inst, fit_static=estimator.n_static > 0)
+    status = None
     if args.refine:
         result = fitter.fit(data.images, data.weights, progress=not args.no_progress, initial=table, prior=table)
-        table, models = result.table(), result.models
+        table, models, status = result.table(), result.models, result.status
         elapsed = time.perf_counter() - start
     else:
         models = fitter.render(data.images, data.weights, table)
@@ -216,10 +222,13 @@ def cmd_predict(args) -> int:
         "command": "psf predict", "input": str(Path(args.input).resolve()), "model": str(model_dir.resolve()),
         "static": args.static, "refine": args.refine, "weights": args.weights, "instrument": inst.to_dict(),
         "gain_e_per_adu": data.gain, "seconds_per_psf": elapsed / len(data.images), "astrolearn_version": __version__,
+        "units": column_units(columns),
     })
-    plot_data_model_residual(plot, data.images, models)
+    plot_data_model_residual(plot, data.images, models, status=status)
     print(f"{len(data.images)} PSF(s) in {elapsed:.2f} s; r0(500 nm) median {float(np.median(table['r0'])):.3f} m; "
           f"wrote {out} and {plot}")
+    if args.refine and result.warning():
+        print(f"astrolearn: warning: {result.warning()} (status column of {out})", file=sys.stderr)
     return 0
 
 

@@ -23,14 +23,16 @@ from .instruments import Instrument
 from .model import PSD_NAMES, PsfaoModel, r0_to_500nm, r0_to_wavelength
 from .simulate import DEFAULT_PRIORS, prior_median
 
-# Wide physical bounds at the image wavelength (maoppy's physical bounds, closed above).
+# Wide physical bounds at the image wavelength (maoppy's physical bounds, closed above). theta
+# has none: the Moffat has period pi in it, so a bound would only stop the fit at an equivalent
+# angle (and flag a good fit as at a bound); it is wrapped into [-pi, pi) at the end.
 PSD_BOUNDS = {
     "r0": (1e-3, 100.0),
     "bck": (0.0, 10.0),
     "amp": (1e-6, 1e3),
     "alpha": (1e-5, 10.0),
     "ratio": (1e-2, 1e2),
-    "theta": (-math.pi, math.pi),
+    "theta": (-math.inf, math.inf),
     "beta": (1.01, 5.0),
 }
 #: Largest change of a log parameter per iteration (trust region). An unbounded early step can
@@ -49,9 +51,23 @@ def output_names(instrument: Instrument, fit_static: bool) -> list[str]:
     return list(PSD_NAMES) + stat + ["flux", "background", "dx", "dy"]
 
 
+#: Status of a fit that stopped on the convergence criterion, inside the bounds.
+CONVERGED = "converged"
+#: Status of a fit stopped by ``max_iter`` before converging.
+ITERATION_CAP = "iteration_cap"
+#: Prefix of the status of a fit that ends with parameters on a bound: ``at_bound:beta`` or
+#: ``at_bound:r0,beta``. It takes precedence over ``iteration_cap`` (``niter`` still tells).
+AT_BOUND = "at_bound:"
+
+
 @dataclass
 class FitResult:
-    """Fitted parameters in output units (see ``output_names``) and their 1-sigma errors."""
+    """Fitted parameters in output units (see ``output_names``), their 1-sigma errors and status.
+
+    ``status`` (N,): ``converged``, ``iteration_cap`` or ``at_bound:<param>[,<param>]`` (the
+    parameters whose final value is on a bound of the fit: its value and error are then not
+    the minimum of an unconstrained fit).
+    """
 
     names: list[str]
     values: np.ndarray  # (N, P)
@@ -59,6 +75,7 @@ class FitResult:
     chi2: np.ndarray  # (N,) reduced chi²
     niter: np.ndarray  # (N,)
     models: np.ndarray  # (N, H, W) best-fit images
+    status: np.ndarray  # (N,) str
 
     def table(self) -> dict[str, np.ndarray]:
         cols = {}
@@ -67,7 +84,48 @@ class FitResult:
             cols[f"{name}_err"] = self.errors[:, i]
         cols["chi2_red"] = self.chi2
         cols["niter"] = self.niter
+        cols["status"] = self.status
         return cols
+
+    def warning(self) -> str | None:
+        """One line on the fits that did not converge (see :func:`status_summary`), or None."""
+        summary = status_summary(self.status)
+        if summary["failed"] == 0:
+            return None
+        return f"{summary['failed']} of {summary['n']} fit(s) did not converge: {summary['text']}"
+
+
+def fit_failed(status) -> np.ndarray:
+    """Boolean mask of the fits whose status is not ``converged``."""
+    return np.asarray(status).astype(str) != CONVERGED
+
+
+def status_summary(status) -> dict:
+    """Counts of fit statuses.
+
+    Returns
+    -------
+    dict
+        ``n``, ``failed`` (not converged), ``iteration_cap``, ``at_bound`` (fits with some
+        parameter on a bound), ``by_parameter`` ({parameter: fits with it on a bound}) and
+        ``text``, e.g. "1 at the iteration cap; 3 with a parameter at a bound of the fit (beta 2, r0 1)".
+    """
+    status = np.asarray(status).astype(str)
+    bound = [s[len(AT_BOUND):].split(",") for s in status if s.startswith(AT_BOUND)]
+    by_param: dict[str, int] = {}
+    for params in bound:
+        for p in params:
+            by_param[p] = by_param.get(p, 0) + 1
+    by_param = dict(sorted(by_param.items(), key=lambda kv: -kv[1]))
+    cap = int((status == ITERATION_CAP).sum())
+    parts = []
+    if cap:
+        parts.append(f"{cap} at the iteration cap")
+    if bound:
+        parts.append(f"{len(bound)} with a parameter at a bound of the fit ("
+                     + ", ".join(f"{p} {k}" for p, k in by_param.items()) + ")")
+    return {"n": len(status), "failed": int(fit_failed(status).sum()), "iteration_cap": cap,
+            "at_bound": len(bound), "by_parameter": by_param, "text": "; ".join(parts) or "none"}
 
 
 class PsfFitter:
@@ -285,7 +343,20 @@ class PsfFitter:
         p = self._natural(z)
         p_err = torch.where(self.is_log, p * z_err, z_err)
         dof = (weights > 0).sum(dim=(1, 2)) - npar
-        return p, p_err, chi2(model) / dof.clamp(min=1), niter, model
+        return p, p_err, chi2(model) / dof.clamp(min=1), niter, model, self._status(z, active)
+
+    def _status(self, z: torch.Tensor, capped: torch.Tensor) -> list[str]:
+        """Status of each fit (see ``FitResult``) from its final ``z`` and whether ``max_iter`` stopped it."""
+        # The solver clamps onto the bounds exactly; the margin only absorbs round-off (flux and
+        # background are unbounded: no margin, never on a bound).
+        span = self.z_hi - self.z_lo
+        margin = torch.where(torch.isfinite(span), 1e-6 * span, 0.0)
+        on_bound = (z <= self.z_lo + margin) | (z >= self.z_hi - margin)
+        out = []
+        for row, cap in zip(on_bound.tolist(), capped.tolist()):
+            bound = [n for n, b in zip(self.names, row) if b]  # z has the order of the output columns
+            out.append(AT_BOUND + ",".join(bound) if bound else ITERATION_CAP if cap else CONVERGED)
+        return out
 
     def fit(self, images: np.ndarray, weights: np.ndarray, progress: bool = False,
             initial: dict | None = None, prior: dict | None = None) -> FitResult:
@@ -306,7 +377,7 @@ class PsfFitter:
         npix = self.instrument.npix
         if images.shape[1:] != (npix, npix):
             raise UserError(f"images are {images.shape[1:]}, the instrument model is {npix}x{npix}")
-        out = [[] for _ in range(5)]
+        out = [[] for _ in range(6)]
         with tqdm(total=n, unit="PSF", desc="fit", disable=not progress) as bar:
             for s in range(0, n, self.batch):
                 d = torch.as_tensor(images[s : s + self.batch], dtype=self.dtype)
@@ -316,14 +387,17 @@ class PsfFitter:
                     [_table_columns(prior, self.names, s, self.batch),
                      _table_columns(prior, [f"{c}_err" for c in self.names], s, self.batch)], dim=1)
                 for acc, value in zip(out, self._fit_batch(d, w, init, pri)):
-                    acc.append(value.detach())
+                    acc.append(value.detach() if torch.is_tensor(value) else np.asarray(value))
                 bar.update(len(d))
+        status = np.concatenate(out.pop())
         p, p_err, chi2, niter, models = (torch.cat(v).numpy() for v in out)
         # Report r0 at 500 nm (the convention of seeing monitors and of the simulator).
         scale = r0_to_500nm(1.0, self.instrument.wavelength_m)
         p[:, 0] *= scale
         p_err[:, 0] *= scale
-        return FitResult(self.names, p, p_err, chi2, niter, models)
+        theta = PSD_NAMES.index("theta")
+        p[:, theta] = (p[:, theta] + math.pi) % (2 * math.pi) - math.pi
+        return FitResult(self.names, p, p_err, chi2, niter, models, status)
 
 
 def _table_columns(table: dict, names, start: int, batch: int) -> torch.Tensor:

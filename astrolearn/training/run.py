@@ -8,15 +8,21 @@ A run directory holds::
     csv/version_*/            metrics.csv, one version per (re)start
     tensorboard/              TensorBoard events (one run, continued on resume)
 
-Lightning is imported inside :func:`fit` only: importing it takes seconds.
+Lightning is imported inside :func:`fit` only: importing it takes seconds. Its banner (GPU
+available...), tips and model-summary table are silenced during :func:`fit` (through its
+loggers' level); :func:`fit` prints one line on the model instead and, at the end, one line
+saying why training stopped and which epoch was best (:func:`stop_reason`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import signal
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,6 +33,8 @@ from .settings import MONITOR, resolve_config
 CONFIG_FILE = "config.yaml"
 _RUN_ARTEFACTS = (CONFIG_FILE, "checkpoints", "csv", "tensorboard")
 _DDP_START = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
+#: Loggers whose INFO records are Lightning's banner, tips and summaries (warnings still show).
+_LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
 
 
 def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite: bool = False,
@@ -75,6 +83,9 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
 
     Notes
     -----
+    Rank 0 prints a line on the model before training and :func:`stop_reason` after it (also
+    when interrupted).
+
     Only global rank 0 checks and prepares ``out_dir``: processes started by Lightning's ``ddp``
     launcher run this function again after rank 0 has written ``config.yaml``.
     """
@@ -114,41 +125,48 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
         # TensorBoard: one folder, so a resumed run continues the same curves.
         TensorBoardLogger(out_dir, name="tensorboard", version="", default_hp_metric=False),
     ]
-    try:
-        trainer = L.Trainer(
-            default_root_dir=out_dir, accelerator=t["accelerator"], devices=t["devices"],
-            num_nodes=t["num_nodes"], strategy=_strategy(t["strategy"], t["process_group_timeout"]),
-            plugins=_plugins(t["devices"]), precision=t["precision"], max_epochs=t["max_epochs"],
-            gradient_clip_val=t["gradient_clip_val"], accumulate_grad_batches=t["accumulate_grad_batches"],
-            log_every_n_steps=t["log_every_n_steps"], deterministic=t["deterministic"],
-            callbacks=all_callbacks, logger=loggers, enable_progress_bar=True,
-        )
-    except (MisconfigurationException, ValueError) as exc:
-        raise UserError(f"trainer: {exc}") from None
-    if config["init_from"] and not resume:
-        _load_initial_weights(module, config["init_from"], config["model"])
-    sigint = signal.getsignal(signal.SIGINT)
-    try:
-        if trainer.global_rank == 0:
-            _prepare_run_dir(out_dir, config, resume, overwrite, guard.set_aside)
-            if on_ready is not None:
-                on_ready()
+    with _quiet_lightning():
         try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
-        except SystemExit:
-            # Lightning turns Ctrl+C into sys.exit(1) after a graceful shutdown, leaving Ctrl+C
-            # ignored: restore it and report the interruption as such, so that the command line
-            # can say how to resume.
-            if trainer.interrupted:
-                signal.signal(signal.SIGINT, sigint)
-                raise KeyboardInterrupt from None
+            trainer = L.Trainer(
+                default_root_dir=out_dir, accelerator=t["accelerator"], devices=t["devices"],
+                num_nodes=t["num_nodes"], strategy=_strategy(t["strategy"], t["process_group_timeout"]),
+                plugins=_plugins(t["devices"]), precision=t["precision"], max_epochs=t["max_epochs"],
+                gradient_clip_val=t["gradient_clip_val"], accumulate_grad_batches=t["accumulate_grad_batches"],
+                log_every_n_steps=t["log_every_n_steps"], deterministic=t["deterministic"],
+                callbacks=all_callbacks, logger=loggers, enable_progress_bar=True, enable_model_summary=False,
+            )
+        except (MisconfigurationException, ValueError) as exc:
+            raise UserError(f"trainer: {exc}") from None
+        if config["init_from"] and not resume:
+            _load_initial_weights(module, config["init_from"], config["model"])
+        sigint = signal.getsignal(signal.SIGINT)
+        try:
+            if trainer.global_rank == 0:
+                _prepare_run_dir(out_dir, config, resume, overwrite, guard.set_aside)
+                if on_ready is not None:
+                    on_ready()
+                n_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
+                device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
+                print(f"training {type(module.model).__name__} ({n_params:,} trainable parameters) on "
+                      f"{trainer.num_devices * trainer.num_nodes} {device} device(s)", flush=True)
+            try:
+                trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
+            except SystemExit:
+                # Lightning turns Ctrl+C into sys.exit(1) after a graceful shutdown, leaving Ctrl+C
+                # ignored: restore it and report the interruption as such, so that the command line
+                # can say how to resume.
+                if trainer.interrupted:
+                    signal.signal(signal.SIGINT, sigint)
+                    _say_why_stopped(trainer, checkpoint)
+                    raise KeyboardInterrupt from None
+                raise
+        except BaseException:
+            if trainer.global_rank == 0:
+                guard.undo()
             raise
-    except BaseException:
-        if trainer.global_rank == 0:
-            guard.undo()
-        raise
     if trainer.global_rank == 0:
         guard.commit()
+    _say_why_stopped(trainer, checkpoint)
     return trainer
 
 
@@ -212,6 +230,66 @@ def _remove(path: Path):
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def stop_reason(trainer, best_checkpoint) -> str:
+    """Why training stopped and which epoch was best, in one line.
+
+    Epochs are counted from 0, as in Lightning's progress bar, ``metrics.csv`` and the checkpoint
+    names, e.g. "stopped: early stopping at epoch 7 (no improvement of val/loss for 3 epochs);
+    best epoch 4 (val/loss=0.1234, best-epoch=004.ckpt)".
+
+    Parameters
+    ----------
+    trainer : lightning.Trainer
+        After ``trainer.fit``.
+    best_checkpoint : lightning.pytorch.callbacks.ModelCheckpoint
+        The callback keeping the checkpoint of the lowest ``MONITOR``.
+    """
+    from lightning.pytorch.callbacks import EarlyStopping
+    from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+
+    early = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
+    reason = early.stopping_reason if early is not None else EarlyStoppingReason.NOT_STOPPED
+    if trainer.interrupted:
+        why = f"interrupted during epoch {trainer.current_epoch}"
+    elif reason == EarlyStoppingReason.PATIENCE_EXHAUSTED:
+        why = (f"early stopping at epoch {early.stopped_epoch} (no improvement of {MONITOR} for {early.patience} "
+               "epoch(s))")
+    elif reason == EarlyStoppingReason.NON_FINITE_METRIC:
+        why = f"early stopping at epoch {early.stopped_epoch} ({MONITOR} is not finite)"
+    elif reason != EarlyStoppingReason.NOT_STOPPED:
+        why = f"early stopping at epoch {early.stopped_epoch} ({early.stopping_reason_message})"
+    elif trainer.max_epochs is not None and 0 <= trainer.max_epochs <= trainer.current_epoch:
+        why = f"reached max_epochs={trainer.max_epochs}"
+    else:
+        why = f"after epoch {trainer.current_epoch - 1}"
+    name = Path(best_checkpoint.best_model_path).name
+    found = re.search(r"epoch=(\d+)", name)
+    if not found or best_checkpoint.best_model_score is None:
+        return f"stopped: {why}; no epoch completed with a finite {MONITOR}"
+    score = float(best_checkpoint.best_model_score)
+    return f"stopped: {why}; best epoch {int(found.group(1))} ({MONITOR}={score:.4g}, {name})"
+
+
+def _say_why_stopped(trainer, best_checkpoint) -> None:
+    if trainer.global_rank == 0:
+        # An interruption leaves the progress bar's line open: start a new one.
+        gap = "\n" if trainer.interrupted and trainer.progress_bar_callback is not None else ""
+        print(gap + stop_reason(trainer, best_checkpoint), flush=True)
+
+
+@contextmanager
+def _quiet_lightning():
+    """Raise Lightning's loggers to WARNING (banner, tips, summaries off) for the block."""
+    saved = {name: logging.getLogger(name).level for name in _LIGHTNING_LOGGERS}
+    try:
+        for name in _LIGHTNING_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _load_initial_weights(module, source, model_section):

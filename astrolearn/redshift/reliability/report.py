@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ...io.tables import write_csv
+from ..evaluate import readable_log_axis
 from .classifier import ReliabilityModel
 from .curves import (
     PURITY_LEVELS,
@@ -42,6 +43,8 @@ METHOD_NAMES = {"cnn": "CNN", "z_proba": "redshift probability", "gbm": "descrip
 BY_DEFAULT = ("halpha_flux", "halpha_snr")
 #: Points kept per curve in ``curves.csv`` (operating points are computed on the full curves).
 CURVE_POINTS = 1000
+#: Axis labels (with units) of the truth columns binned in the report.
+BINNED_LABELS = {"halpha_flux": "true Halpha flux [erg/s/cm^2]", "halpha_snr": "true Halpha S/N (matched filter)"}
 
 
 def method_scores(model: ReliabilityModel, estimates: Estimates, baseline: dict | None = None) -> tuple[dict, dict]:
@@ -143,7 +146,8 @@ def evaluate_reliability(model: ReliabilityModel, estimates: Estimates, out_dir,
             {"method": m, "true": classes[i], **{f"predicted_{classes[j]}": int(cm[i, j]) for j in range(len(classes))}}
             for m, cm in confusion.items() for i in range(len(classes))]), overwrite=overwrite)
 
-    figures = plot_report(out, curves, methods, classes, scores, labels, diagrams, confusion, binned)
+    test_set = f"{estimates.source}, {len(labels)} spectra"
+    figures = plot_report(out, curves, methods, classes, scores, labels, diagrams, confusion, binned, test_set)
     summary = {"n": len(labels), "class_counts": dict(zip(classes, np.bincount(labels, minlength=len(classes)).tolist())),
                "thresholds": threshold_rows, "auc": auc_rows, "seed_met": seed_met, "seconds": seconds}
     (out / "report.md").write_text(markdown_report(model, estimates, summary, figures, binned, confusion))
@@ -212,12 +216,15 @@ def _pyplot():
     return plt
 
 
-def plot_report(out: Path, curves, methods, classes, scores, labels, diagrams, confusion, binned) -> dict:
-    """Write the PNG figures; returns {title: file name}."""
+def plot_report(out: Path, curves, methods, classes, scores, labels, diagrams, confusion, binned,
+                test_set: str) -> dict:
+    """Write the PNG figures; returns {title: file name}. ``test_set`` names the spectra shown."""
     plt = _pyplot()
     figures = {}
     for name in classes:
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+        n_pos = int((labels == classes.index(name)).sum())
+        fig.suptitle(f"Class '{name}' against the rest: {test_set} ({n_pos} '{name}')", fontsize=10)
         for m in methods:
             if (m, name) not in curves:
                 continue
@@ -228,27 +235,33 @@ def plot_report(out: Path, curves, methods, classes, scores, labels, diagrams, c
             axes[1].plot(pc.completeness, pc.purity, color=line.get_color(), label=METHOD_NAMES[m])
             fpr, tpr = roc_curve(scores[m][:, classes.index(name)], labels == classes.index(name))
             axes[2].plot(fpr, tpr, color=line.get_color(), label=METHOD_NAMES[m])
-        axes[0].set(xlabel="threshold", ylabel="purity / completeness", title=f"{name}: vs threshold")
-        axes[1].set(xlabel="completeness", ylabel="purity", title=f"{name}: purity vs completeness",
+        axes[0].set(xlabel=f"threshold on the score of '{name}' (probability)",
+                    ylabel="purity (solid), completeness (dashed)", title="selection score >= threshold")
+        axes[1].set(xlabel="completeness", ylabel="purity", title="purity vs completeness",
                     xlim=(0, 1), ylim=(0, 1.01))
         if name == SUCCESS:
-            axes[1].axhline(SEED_PURITY, color="grey", lw=0.8)
-            axes[1].axvline(SEED_COMPLETENESS, color="grey", lw=0.8)
-        axes[2].plot([0, 1], [0, 1], color="grey", lw=0.8)
-        axes[2].set(xlabel="false-positive rate", ylabel="true-positive rate", title=f"{name}: ROC")
+            axes[1].axhline(SEED_PURITY, color="grey", lw=0.8, label=f"seed goal: purity > {SEED_PURITY}")
+            axes[1].axvline(SEED_COMPLETENESS, color="grey", lw=0.8, ls=":",
+                            label=f"seed goal: completeness > {SEED_COMPLETENESS}")
+        axes[2].plot([0, 1], [0, 1], color="grey", lw=0.8, label="random score")
+        axes[2].set(xlabel="false-positive rate", ylabel="true-positive rate (completeness)", title="ROC")
         for ax in axes:
             ax.legend(fontsize=7)
             ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=8)
         fig.tight_layout()
         figures[f"Purity and completeness ({name})"] = _save(fig, out / f"purity_completeness_{name}.png", plt)
 
     fig, ax = plt.subplots(figsize=(5, 5))
     for m, d in diagrams.items():
         ax.plot(d.predicted, d.observed, "o-", label=f"{METHOD_NAMES[m]} (ECE {d.ece:.3f})")
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, label="perfect calibration")
     ax.set(xlabel="predicted probability of success", ylabel="observed success fraction",
-           title="Reliability diagram", xlim=(0, 1), ylim=(0, 1))
+           xlim=(0, 1), ylim=(0, 1))
+    ax.set_title(f"Reliability diagram ({test_set};\n10 bins of predicted probability, "
+                 "ECE: expected calibration error)", fontsize=8)
     ax.legend(fontsize=7)
+    ax.tick_params(labelsize=8)
     figures["Reliability diagram"] = _save(fig, out / "reliability_diagram.png", plt)
 
     if confusion:
@@ -261,7 +274,9 @@ def plot_report(out: Path, curves, methods, classes, scores, labels, diagrams, c
                     ax.text(j, i, f"{cm[i, j]}\n{frac[i, j]:.2f}", ha="center", va="center", fontsize=8,
                             color="white" if frac[i, j] > 0.5 else "black")
             ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xticklabels=classes,
-                   yticklabels=classes, xlabel="predicted", ylabel="true", title=METHOD_NAMES[m])
+                   yticklabels=classes, xlabel="predicted class (highest probability)", ylabel="true class",
+                   title=METHOD_NAMES[m])
+        fig.suptitle(f"Confusion matrices ({test_set}): count and fraction of the true class", fontsize=9)
         fig.tight_layout()
         figures["Confusion matrices (rows: true class)"] = _save(fig, out / "confusion.png", plt)
 
@@ -273,14 +288,20 @@ def plot_report(out: Path, curves, methods, classes, scores, labels, diagrams, c
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         axes[0].plot(centre, [r["success_fraction"] for r in rows], "k.-", label="success fraction")
         for m in methods:
-            axes[0].plot(centre, [r[f"completeness_{m}"] for r in rows], ".-", label=f"{METHOD_NAMES[m]}")
+            axes[0].plot(centre, [r[f"completeness_{m}"] for r in rows], ".-", label=f"completeness, {METHOD_NAMES[m]}")
             axes[1].plot(centre, [r[f"purity_{m}"] for r in rows], ".-", label=f"{METHOD_NAMES[m]}")
-        axes[0].set(xlabel=col, ylabel="completeness at global purity 0.8", title=f"completeness vs {col}")
-        axes[1].set(xlabel=col, ylabel="purity", title=f"purity vs {col}")
+        label = BINNED_LABELS.get(col, col)
+        axes[0].set(xlabel=label, ylabel=f"fraction (selection at global purity {SEED_PURITY})",
+                    title=f"success fraction and completeness vs {col}")
+        axes[1].set(xlabel=label, ylabel="purity", title=f"purity vs {col}")
+        n_shown = sum(r["n"] for r in rows)
+        fig.suptitle(f"{n_shown} spectra with {col} > 0 in {len(rows)} equal-count bins ({test_set})", fontsize=9)
         for ax in axes:
             ax.set_xscale("log")
-            ax.grid(alpha=0.3)
+            readable_log_axis(ax.xaxis)
+            ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=7)
+            ax.tick_params(labelsize=8)
         fig.tight_layout()
         figures[f"Performance vs {col}"] = _save(fig, out / f"vs_{col}.png", plt)
     return figures
@@ -312,7 +333,8 @@ def markdown_report(model, estimates, summary, figures, binned, confusion) -> st
              f"{model.scheme.tolerance}" + (f", true z in {model.scheme.window}" if model.scheme.window else "") + ").",
              f"Test spectra: {summary['n']} ({', '.join(f'{k} {v}' for k, v in summary['class_counts'].items())}).", "",
              "## Operating points", "",
-             "For each purity, the threshold giving the largest completeness. Seed operating point: "
+             "For each purity, the threshold giving the largest completeness (— where no threshold reaches "
+             "it). Seed operating point: "
              f"purity > {SEED_PURITY} with completeness > {SEED_COMPLETENESS}.", ""]
     rows = [dict(r, method=METHOD_NAMES[r["method"]]) for r in summary["thresholds"]]
     lines.append(markdown_table(rows, ["method", "class", "purity_target", "threshold", "completeness", "purity"]))
