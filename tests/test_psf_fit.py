@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from astropy.io import fits
 
 from astrolearn.cli import main
@@ -49,6 +50,13 @@ def test_fit_status_names_iteration_cap_and_parameters_at_a_bound():
                                 "(beta 2, r0 1)")
     capped = PsfFitter(inst, fit_static=False, batch=2, max_iter=1).fit(images[:1], weights[:1])
     assert list(capped.status) == ["iteration_cap"] and list(capped.niter) == [1]
+    # C = 0 ends the model's domain (a PSD level is >= 0): a fit there is converged, not at a bound.
+    fitter = PsfFitter(inst, fit_static=False)
+    z = torch.where(torch.isfinite(fitter.z_lo + fitter.z_hi), (fitter.z_lo + fitter.z_hi) / 2, 0.0)[None]
+    z[0, fitter.names.index("bck")] = fitter.z_lo[fitter.names.index("bck")]
+    assert fitter._status(z, torch.tensor([False])) == ["converged"]
+    z[0, fitter.names.index("beta")] = fitter.z_hi[fitter.names.index("beta")]
+    assert fitter._status(z, torch.tensor([False])) == ["at_bound:beta"]
     summary = status_summary(["converged", "iteration_cap", "at_bound:beta", "at_bound:r0,beta"])
     assert (summary["failed"], summary["iteration_cap"], summary["at_bound"]) == (3, 1, 2)
     assert summary["by_parameter"] == {"beta": 2, "r0": 1}

@@ -217,9 +217,9 @@ def _report(rows, results, names, model_dir, data_dir, instrument, n_images: int
             "\n## Fit failures\n",
             "A fit is *at a bound* when it ends with a parameter on a bound of the fit (the value is not an"
             " unconstrained minimum and its error is not meaningful), at the *iteration cap* when it stopped at"
-            " `max_iter` without converging (a fit both capped and at a bound counts as at a bound). C (bck) = 0, its"
-            " lower bound, is physically possible but counted as well. The status of each PSF is the `status` column"
-            " of `fit.csv` / `hybrid.csv`.\n",
+            " `max_iter` without converging (a fit both capped and at a bound counts as at a bound). C (bck) = 0 is"
+            " the edge of the model's domain, not a bound: such a fit is converged. The status of each PSF is the"
+            " `status` column of `fit.csv` / `hybrid.csv`.\n",
             markdown_table(failures),
         ]
     text += [

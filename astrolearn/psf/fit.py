@@ -351,7 +351,10 @@ class PsfFitter:
         # background are unbounded: no margin, never on a bound).
         span = self.z_hi - self.z_lo
         margin = torch.where(torch.isfinite(span), 1e-6 * span, 0.0)
-        on_bound = (z <= self.z_lo + margin) | (z >= self.z_hi - margin)
+        # C = 0 is where the model's domain ends (a PSD level cannot be negative), not a limit of
+        # the fit: a fit there is a constrained minimum, converged.
+        domain_edge = torch.tensor([n == "bck" for n in self.names])
+        on_bound = ((z <= self.z_lo + margin) & ~domain_edge) | (z >= self.z_hi - margin)
         out = []
         for row, cap in zip(on_bound.tolist(), capped.tolist()):
             bound = [n for n, b in zip(self.names, row) if b]  # z has the order of the output columns
