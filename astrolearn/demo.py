@@ -60,10 +60,10 @@ def psf_demo(out: Path, n: int, n_fit: int, seed: int) -> str:
     from .io.shards import read_shard
     from .io.tables import write_csv
     from .psf.evaluate import comparable
-    from .psf.fit import PsfFitter
+    from .psf.fit import PsfFitter, fit_failed, status_summary
     from .psf.instruments import load_instrument
     from .psf.learn import PsfEstimator, packaged_model
-    from .psf.metrics import markdown_table, summary_row
+    from .psf.metrics import markdown_table, parameter_rows, parameter_symbol, summary_row
     from .psf.noise import variance_from_image
     from .psf.plots import plot_data_model_residual
     from .psf.simulate import simulate
@@ -95,13 +95,20 @@ def psf_demo(out: Path, n: int, n_fit: int, seed: int) -> str:
     write_csv(out / "cnn.csv", {"index": np.arange(n), **{k: cnn[k] for k in PSF_SHOWN}}, overwrite=True)
 
     def rows(method, est, sel):
-        return [dict(summary_row(name, truth[name][sel], est[name]), method=method) for name in PSF_SHOWN]
+        return [dict(summary_row(name, truth[name][sel], est[name]), method=method, parameter=parameter_symbol(name))
+                for name in PSF_SHOWN]
 
-    same = slice(0, n_fit)
+    same = np.arange(n_fit)
+    ok = same[~fit_failed(result.status)]
+    cnn_same = {k: v[same] for k, v in cnn.items()}
     cnn_all = rows(f"CNN ({n} PSFs)", cnn, slice(None))
-    paired = rows("fit", fit, same) + rows("CNN", {k: v[same] for k, v in cnn.items()}, same)
-    plot_data_model_residual(out / "fit_examples.png", images[:n_fit], result.models)
-    _scatter(out / "scatter_same_psfs.png", truth, {"fit": fit, "CNN": {k: v[same] for k, v in cnn.items()}}, same)
+    paired = rows("fit", fit, same) + rows("CNN", cnn_same, same)
+    if 0 < len(ok) < n_fit:  # the same statistics without the fits that did not converge
+        paired += rows(f"fit, converged ({len(ok)})", {k: v[ok] for k, v in fit.items()}, ok)
+        paired += rows(f"CNN, same {len(ok)}", {k: v[ok] for k, v in cnn.items()}, ok)
+    failures = status_summary(result.status)
+    plot_data_model_residual(out / "fit_examples.png", images[:n_fit], result.models, status=result.status)
+    _scatter(out / "scatter_same_psfs.png", truth, {"fit": fit, "CNN": cnn_same}, same)
     cols = ["method", "parameter", "median", "p68", "p90", "pearson_r", "n"]
     return "\n".join([
         "## PSF (Keck/NIRC2, PSFAO19)\n",
@@ -110,11 +117,13 @@ def psf_demo(out: Path, n: int, n_fit: int, seed: int) -> str:
         f"- CNN: the shipped model `{model_dir.name}` (trained without static aberrations, as these images are; "
         f"`astrolearn psf predict --static none`), on all {n} PSFs: {t_cnn * 1e3:.2f} ms per PSF.",
         f"- Fit: weighted least squares from the prior median, without static modes (`astrolearn psf fit "
-        f"--static none`), on the first {n_fit} PSFs: {t_fit:.2f} s per PSF.\n",
+        f"--static none`), on the first {n_fit} PSFs: {t_fit:.2f} s per PSF; "
+        + (f"{failures['failed']} did not converge ({failures['text']}; `status` column of `psf/fit.csv`)."
+           if failures["failed"] else "all converged.") + "\n",
         "Errors are relative, in % of the true value (median, 68th and 90th percentiles of |estimate - truth| / "
-        "truth), with the Pearson correlation of estimate and truth. Parameters: r0 (Fried parameter at 500 nm), "
-        "C = `bck` (PSD background), A = `amp` (AO-corrected phase variance), alpha, ratio (anisotropy, "
-        "taken >= 1) and beta of PSFAO19.\n",
+        "truth), with the Pearson correlation of estimate and truth; ratio is taken >= 1. The parameters "
+        "(`docs/parameters.md`):\n",
+        markdown_table(parameter_rows(PSF_SHOWN), ["column", "symbol", "unit", "meaning"]) + "\n",
         f"### Fit and CNN on the same {n_fit} PSFs\n",
         markdown_table(paired, cols),
         f"\n### CNN on all {n} PSFs\n",
@@ -123,8 +132,9 @@ def psf_demo(out: Path, n: int, n_fit: int, seed: int) -> str:
     ])
 
 
-def _scatter(path: Path, truth: dict, methods: dict, sel: slice) -> None:
+def _scatter(path: Path, truth: dict, methods: dict, sel) -> None:
     """True vs estimated value of each shown parameter, one colour per method."""
+    from .psf.metrics import parameter_label
     from .psf.plots import _pyplot
 
     plt = _pyplot()
@@ -134,11 +144,12 @@ def _scatter(path: Path, truth: dict, methods: dict, sel: slice) -> None:
         for method, est in methods.items():
             ax.scatter(t, est[name], s=10, label=method)
         ax.plot([t.min(), t.max()], [t.min(), t.max()], "k--", lw=0.8)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel(f"true {name}", fontsize=8)
-        ax.set_ylabel(f"estimated {name}", fontsize=8)
+        if name == "r0":  # a failed fit's r0 lands at its bound, ~24 m at 500 nm
+            ax.set_yscale("log")
+        ax.set_xlabel(f"true {parameter_label(name)}", fontsize=8)
+        ax.set_ylabel(f"estimated {parameter_label(name)}", fontsize=8)
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"the same {len(t)} simulated PSFs", fontsize=9)
+    fig.suptitle(f"the same {len(t)} simulated NIRC2 PSFs, without static aberrations", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
