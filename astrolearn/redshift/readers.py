@@ -7,28 +7,27 @@ ignored pixel), and the line-spread function (LSF) of the survey, as a Gaussian 
 pixel [Angstrom], from the file when it says it, else from the survey's resolving power
 ``R = lambda / FWHM`` below. :func:`detect` recognises the format from the FITS structure.
 
-=========  ==========================================================================  ========
-format     what is read                                                                R
-=========  ==========================================================================  ========
-sdss       ``spec-*`` (SDSS-I/II, BOSS, eBOSS; also renamed copies and the picca           wdisp
-           DR16 variants without EXTNAME, upper-case columns): HDU1 ``loglam``,
-           ``flux`` (1e-17 erg/s/cm2/A), ``ivar``, ``and_mask`` (:data:`SDSS_BADMASK`), LSF
-           from ``wdisp`` (sigma in 1e-4 dex pixels); HDU2 ``Z`` as truth ``z``
-6dfgs      ``*_1d.fits``: HDU1 table ``WAVE`` (air, rounded to 0.1 A: a linear fit      1000
-           of wavelength against pixel replaces it), ``FLUX`` (counts/s, -999 = no
-           data); no error array, so sigma is the local robust scatter of the flux
-           (MAD of pixel-to-pixel differences over 101 pixels); primary ``Z`` as truth
-ozdes      2dfdr/AAOmega: primary flux (one row per fibre), ``VARIANCE``, wavelengths    1400
-           from the linear WCS (air) or a ``WAVELENGTH`` HDU of log10(vacuum A); counts
-lamost     LAMOST LRS: primary 5 x M image (flux, ivar, wavelength or, in DR1,           1800
-           sub-continuum with log-linear ``COEFF0``/``COEFF1`` wavelengths, andmask,
-           ormask); relative flux (not absolute); header ``Z`` as truth
-apogee     apVisit: HDU1 flux (1e-17 erg/s/cm2/A), HDU2 error, HDU3 pixel mask          22500
-           (bits of APOGEE's BADMASK = 16639 mark bad pixels), HDU4 wavelength;
-           the 3 chips are merged
-table      1D table with wavelength / flux / error columns and units (e.g. msaexp's     JWST
-           ``SPEC1D``: um, uJy): f_nu converted to f_lambda                             PRISM
-=========  ==========================================================================  ========
+Formats (default resolving power R = lambda/FWHM in brackets):
+
+- ``sdss`` (R from ``wdisp``): ``spec-*`` files of SDSS-I/II, BOSS and eBOSS, also renamed copies
+  and the picca DR16 variants without EXTNAME and with upper-case columns. HDU1 ``loglam``,
+  ``flux`` (1e-17 erg/s/cm2/A), ``ivar``, ``and_mask`` (bits :data:`SDSS_BADMASK` are bad),
+  LSF sigma from ``wdisp`` (in pixels of 1e-4 dex); HDU2 ``Z`` becomes the truth ``z``.
+- ``6dfgs`` (1000): ``*_1d.fits``. HDU1 table ``WAVE`` (air, rounded to 0.1 A: a linear fit of
+  wavelength against pixel replaces it), ``FLUX`` (counts/s, not flux-calibrated; -999 = no
+  data). No error array: sigma is the local robust scatter of the flux (:func:`robust_sigma`).
+  Primary ``Z`` (observed frame) becomes the truth ``z``.
+- ``ozdes`` (1400): 2dfdr/AAOmega reduced files. Primary flux (one row per fibre, counts),
+  ``VARIANCE``, wavelengths from the linear WCS (air) or from a ``WAVELENGTH`` HDU of
+  log10(vacuum A).
+- ``lamost`` (1800): LAMOST LRS. Primary 5 x M image: flux (relative calibration, scaled by
+  1e-17 like SDSS), ivar, wavelength (DR6+) or sub-continuum (DR1, whose log-linear wavelengths
+  come from ``COEFF0``/``COEFF1``), andmask (non-zero = bad), ormask; header ``Z`` as truth.
+- ``apogee`` (22500): apVisit. HDU1 flux (1e-17 erg/s/cm2/A), HDU2 error, HDU3 pixel mask
+  (bits of :data:`APOGEE_BADMASK` are bad), HDU4 wavelength; the 3 chips are merged.
+- ``table`` (NIRSpec PRISM: :data:`PRISM_R`; else 3000 optical / 450 near-IR): a 1D table with
+  wavelength, flux and error columns and their units, such as msaexp's ``SPEC1D`` (um, uJy);
+  f_nu is converted to f_lambda.
 
 Resolving powers are the surveys' nominal values (6dF V grating FWHM ~5 A near 5000 A;
 AAOmega 580V/385R; LAMOST LRS at 5500 A; APOGEE; the NIRSpec PRISM curve of
