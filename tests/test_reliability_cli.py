@@ -111,3 +111,22 @@ def test_estimate_output_becomes_training_shards(chain, tmp_path):
     np.testing.assert_array_equal(shard.arrays["log_pdf"], e.log_pdf[0:6])
     assert shard.arrays["descriptors"].shape == (6, 13)
     assert SchemeTargets(SCHEMES["3class"])(shard.params, shard.names).tolist() == e.labels(SCHEMES["3class"]).tolist()
+
+
+def test_run_keeps_desi_size_target_ids(tmp_path):
+    """18-digit DESI TARGETIDs (beyond float precision) go through run unchanged."""
+    from astropy.io import fits
+
+    ids = np.array([39632936152072660, 39632936152073654], dtype=np.int64)
+    wave = np.linspace(12000.0, 18000.0, 600)
+    rng = np.random.default_rng(0)
+    flux = (1e-17 + rng.normal(0, 1e-18, (2, wave.size))).astype(np.float32)
+    batch = tmp_path / "batch.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(wave, name="WAVELENGTH"), fits.ImageHDU(flux, name="FLUX"),
+                  fits.ImageHDU(np.full_like(flux, 1e36), name="IVAR"),
+                  fits.BinTableHDU.from_columns([fits.Column(name="TARGETID", format="K", array=ids)], name="FIBERMAP")
+                  ]).writeto(batch)
+    model = make_model_dir(tmp_path / "model", GRID, "classical")
+    run_cli("run", batch, "--model", model, "--out", tmp_path / "out", "--workers", "1", "--quiet")
+    _, rows = read_rows(tmp_path / "out" / "reliability.csv")
+    assert [int(r[0]) for r in rows] == list(ids)

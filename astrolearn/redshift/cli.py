@@ -33,7 +33,8 @@ def register(subparsers) -> None:
     e = sub.add_parser("estimate", help="template-fitting redshifts with log PDFs",
                        description="chi2(z) of continuum templates + emission-line groups (non-negative), "
                        "log PDF on a grid, candidates (Amazed conventions).")
-    e.add_argument("input", help="text 'wave flux err', FITS batch, DESI coadd, shard or shard directory")
+    e.add_argument("input", help="text 'wave flux err', FITS batch, DESI coadd, SDSS/BOSS, 6dFGS, OzDES, LAMOST, "
+                   "APOGEE apVisit or JWST msaexp spectrum file, shard or shard directory")
     e.add_argument("--out", required=True, help="output directory")
     e.add_argument("--zrange", type=float, nargs=2, default=(0.01, 3.0), metavar=("ZMIN", "ZMAX"),
                    help="redshift range (default 0.01 3.0)")
@@ -41,7 +42,7 @@ def register(subparsers) -> None:
     e.add_argument("--sampling", choices=("log", "lin"), default="log",
                    help="grid regular in ln(1+z) (log, default) or in z (lin)")
     e.add_argument("--resolution", type=float, default=None,
-                   help="resolving power overriding the input's (defaults: 450 near-IR, 3000 optical)")
+                   help="resolving power overriding the input's (per-survey defaults; else 450 near-IR, 3000 optical)")
     e.add_argument("--templates", nargs="+", default=None, help="continuum templates to use (default all)")
     e.add_argument("--template-file", default=None, help="FITS file of continuum templates")
     e.add_argument("--no-lines", action="store_true", help="continuum templates only")

@@ -77,7 +77,7 @@ def estimate(input_path, out, config: EngineConfig | None = None, resolution: fl
     Parameters
     ----------
     input_path : path-like
-        Text spectrum, FITS batch, DESI coadd, shard or directory of shards.
+        Text spectrum, FITS batch, DESI coadd, survey spectrum file, shard or directory of shards.
     out : path-like
         Output directory (see :mod:`astrolearn.redshift.io`).
     config : EngineConfig

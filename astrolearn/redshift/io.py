@@ -14,6 +14,9 @@ erg/s/cm2/A and inverse variance (0 = ignored pixel):
 - DESI coadd: arms ``B_``/``R_``/``Z_`` ``WAVELENGTH``/``FLUX``/``IVAR``/``MASK`` (+
   ``RESOLUTION``, giving the LSF width) and ``FIBERMAP``; arms are merged (pixels sorted by
   wavelength, overlaps kept as independent measurements);
+- survey files (SDSS/BOSS ``spec``, 6dFGS, 2dfdr/OzDES, LAMOST, APOGEE apVisit, 1D tables
+  such as JWST msaexp ``spec.fits``), each with the survey's LSF: see
+  :mod:`astrolearn.redshift.readers`;
 - simulator shards (a directory of ``shard-*.h5`` or one shard): ``flux`` and ``noise``
   (sigma) or ``ivar``, wavelengths in the ``wave`` attribute, R from the ``instrument``
   attribute; truth columns are copied to the outputs.
@@ -224,14 +227,29 @@ def _hdu_data(hdul, name, path):
 
 
 def fits_kind(path) -> str:
-    """``"desi"`` for a DESI coadd, ``"fits"`` for a WAVELENGTH/FLUX/IVAR batch."""
+    """``"desi"`` for a DESI coadd, ``"fits"`` for a WAVELENGTH/FLUX/IVAR batch, else a survey
+    format of :mod:`astrolearn.redshift.readers` (``"sdss"``, ``"lamost"``, ...).
+
+    A redshift catalogue, or a FITS file of no known spectrum format, is a UserError.
+    """
+    from .readers import detect
+
     with _open_fits(path) as hdul:
         names = {h.name.upper() for h in hdul}
-    if {"B_FLUX", "R_FLUX", "Z_FLUX"} & names and not {"FLUX"} & names:
-        return "desi"
-    if {"WAVELENGTH", "FLUX", "IVAR"} <= names:
-        return "fits"
-    raise UserError(f"{path}: FITS file has neither WAVELENGTH/FLUX/IVAR nor DESI B_/R_/Z_ arms")
+        if {"B_FLUX", "R_FLUX", "Z_FLUX"} & names and not {"FLUX"} & names:
+            return "desi"
+        if {"WAVELENGTH", "FLUX", "IVAR"} <= names:
+            return "fits"
+        kind = detect(hdul)
+        if kind == "catalogue":
+            tab = next(h for h in hdul if hasattr(h, "columns") and h.data is not None
+                       and "Z" in {c.upper() for c in h.columns.names})
+            raise UserError(f"{path}: a redshift catalogue (table {tab.name or 1}, {len(tab.data)} rows with Z), "
+                            "not a spectrum: give the spectra file instead")
+    if kind is None:
+        raise UserError(f"{path}: FITS file of no known spectrum format (WAVELENGTH/FLUX/IVAR batch, DESI coadd, "
+                        "SDSS/BOSS, 6dFGS, 2dfdr/OzDES, LAMOST, APOGEE apVisit, 1D table with wave/flux/err)")
+    return kind
 
 
 def _table_truth(hdul, n, path):
@@ -400,13 +418,21 @@ def read_shard_spectra(path, start: int = 0, count: int | None = None) -> Spectr
                    pixel_width=np.full(wave.size, float(dw)) if dw else None, truth=truth)
 
 
+def subset(sp: Spectra, start: int, count: int) -> Spectra:
+    """Rows ``start:start+count`` of ``sp`` (same grid and LSF)."""
+    sl = slice(start, start + count)
+    truth = {"params": sp.truth["params"][sl], "names": sp.truth["names"]} if sp.truth else {}
+    return Spectra(sp.wave, sp.flux[sl], sp.ivar[sl], sp.targetid[sl], sp.lsf_sigma, sp.pixel_width, truth)
+
+
 def open_input(path, chunk_size: int = 1000) -> list[Chunk]:
     """Describe an input as chunks of at most ``chunk_size`` spectra (headers validated now).
 
     Parameters
     ----------
     path : path-like
-        Text spectrum, FITS batch, DESI coadd, shard file or directory of shards.
+        Text spectrum, FITS batch, DESI coadd, survey spectrum file (see
+        :mod:`astrolearn.redshift.readers`), shard file or directory of shards.
     chunk_size : int
         Spectra per chunk (one output file each).
     """
@@ -435,6 +461,13 @@ def open_input(path, chunk_size: int = 1000) -> list[Chunk]:
     name = path.name.lower()
     if name.endswith((".fits", ".fit", ".fits.gz", ".fz")):
         kind = fits_kind(path)
+        if kind not in ("desi", "fits"):
+            from .readers import read_survey
+
+            sp = read_survey(path, kind)
+            n = len(sp.flux)
+            return [Chunk(path, kind, s, min(chunk_size, n - s), s, lambda ch, sp=sp: subset(sp, ch.start, ch.count))
+                    for s in range(0, n, chunk_size)]
         if kind == "desi":
             sp = read_desi_coadd(path)
             return [Chunk(path, "desi", 0, len(sp.flux), 0, lambda ch, sp=sp: sp)]

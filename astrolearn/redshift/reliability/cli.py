@@ -73,11 +73,12 @@ def register_verbs(verbs) -> None:
     p = verbs.add_parser("run", help="estimate redshifts then their reliability, in one command",
                          description="astrolearn redshift estimate on the model's redshift grid, then "
                          "predict: OUT holds the estimate outputs and reliability.csv. Rerun to resume.")
-    p.add_argument("spectra", help="text 'wave flux err', FITS batch, DESI coadd, shard or shard directory")
+    p.add_argument("spectra", help="text 'wave flux err', FITS batch, DESI coadd, SDSS/BOSS, 6dFGS, OzDES, LAMOST, "
+                   "APOGEE apVisit or JWST msaexp spectrum file, shard or shard directory")
     _add_model_arg(p)
     p.add_argument("--out", required=True, help="output directory (estimate outputs and reliability.csv)")
     p.add_argument("--resolution", type=float, default=None,
-                   help="resolving power overriding the input's (defaults: 450 near-IR, 3000 optical)")
+                   help="resolving power overriding the input's (per-survey defaults; else 450 near-IR, 3000 optical)")
     p.add_argument("--workers", type=positive_int, default=None, help="CPU worker threads of the estimate")
     p.add_argument("--overwrite", action="store_true", help="replace previous outputs in --out")
     add_progress_flag(p)

@@ -42,7 +42,9 @@ def write_reliability(model: ReliabilityModel, estimates: Estimates, out, overwr
     if len(body) != len(probs):
         raise UserError(f"{estimates.summary_csv}: {len(body)} rows for {len(probs)} PDFs; rerun the estimate")
     if "targetid" in header:
-        ids = np.array([int(float(r[header.index("targetid")])) for r in body])
+        k = header.index("targetid")
+        # int() of the text: DESI ids (~4e16) do not survive a float round trip
+        ids = np.array([int(r[k]) if r[k].lstrip("+-").isdigit() else int(float(r[k])) for r in body])
         if not np.array_equal(ids, np.asarray(estimates.table["targetid"], dtype=np.int64)):
             raise UserError(f"{estimates.summary_csv}: target ids differ from the PDF files'; rerun the estimate")
     out.parent.mkdir(parents=True, exist_ok=True)
