@@ -74,8 +74,10 @@ def test_estimate_output_is_read_with_truth(chain):
     assert e.labels(SCHEMES["3class"]).shape == (6,)
 
 
-@pytest.mark.slow
-def test_train_then_evaluate_on_toy_pdfs(tmp_path):
+def test_train_then_evaluate_on_toy_pdfs(tmp_path, capsys):
+    """``redshift train`` learns, and every figure of ``evaluate-reliability`` is what its scores give."""
+    from sklearn.metrics import roc_auc_score
+
     from astrolearn.redshift.reliability.dataset import from_arrays, write_training_shards
     from astrolearn.redshift.reliability.synthetic import toy_pdfs
 
@@ -87,16 +89,39 @@ def test_train_then_evaluate_on_toy_pdfs(tmp_path):
     settings = ["--set", "trainer.accelerator=cpu", "--set", "trainer.devices=1", "--set", "data.num_workers=0",
                 "--set", "data.batch_size=64", "--set", "trainer.log_every_n_steps=1"]
     run_cli("train", tmp_path / "train", "--out", tmp_path / "run", "--labels", "3class", "--max-epochs", "2", *settings)
+    assert "stopped: reached max_epochs=2; best epoch" in capsys.readouterr().out
     with pytest.raises(UserError, match="--resume"):
         run_cli("train", tmp_path / "train", "--out", tmp_path / "run", "--max-epochs", "2", *settings)
     run_cli("evaluate-reliability", tmp_path / "test", "--model", tmp_path / "run", "--out", tmp_path / "eval")
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "descriptors + GBM" in report and "seed operating point" in report
-    for name in ("thresholds.csv", "curves.csv", "auc.csv", "confusion.csv", "binned.csv", "calibration.csv",
+    for name in ("curves.csv", "confusion.csv", "binned.csv", "calibration.csv",
                  "purity_completeness_success.png", "confusion.png", "reliability_diagram.png", "vs_halpha_snr.png"):
         assert (tmp_path / "eval" / name).is_file(), name
+    header, rows = read_rows(tmp_path / "eval" / "scores.csv")
+    scores = {k: np.array(v) for k, v in zip(header, zip(*rows))}
+    success = scores["label"] == "success"
+    assert len(success) == 160 and 0 < success.sum() < 160
+    # The ROC AUCs are those of the scores (and each trained method ranks better than chance).
+    _, auc_rows = read_rows(tmp_path / "eval" / "auc.csv")
+    auc = {(m, c): float(a) for m, c, a in auc_rows}
+    for method, column in (("cnn", "cnn_p_success"), ("gbm", "gbm_p_success"), ("z_proba", "z_proba")):
+        expected = roc_auc_score(success, scores[column].astype(float))
+        assert auc[method, "success"] == pytest.approx(expected, abs=1e-6), method
+    assert auc["gbm", "success"] > 0.6 and auc["cnn", "success"] > 0.55
+    # Each operating point: keeping the scores >= its threshold gives its purity and completeness.
     header, rows = read_rows(tmp_path / "eval" / "thresholds.csv")
     assert len(rows) == (3 + 1 + 3) * 3  # CNN and GBM: 3 classes, redshift probability: success; 3 purities
+    column = {"cnn": "cnn_p_success", "gbm": "gbm_p_success", "z_proba": "z_proba"}
+    checked = 0
+    for method, cls, _, threshold, completeness, purity in rows:
+        if cls != "success" or threshold == "nan":
+            continue
+        kept = scores[column[method]].astype(float) >= float(threshold)
+        assert success[kept].mean() == pytest.approx(float(purity)), (method, threshold)
+        assert success[kept].sum() / success.sum() == pytest.approx(float(completeness)), (method, threshold)
+        checked += 1
+    assert checked >= 2
 
 
 def test_estimate_output_becomes_training_shards(chain, tmp_path):
