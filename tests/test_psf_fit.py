@@ -68,8 +68,10 @@ def test_render_reproduces_simulated_frames():
     params, names, images = _noiseless(inst, 3, 5)
     fitter = PsfFitter(inst, fit_static=False, batch=2)
     table = {name: params[:, names.index(name)] for name in fitter.names}
-    models = fitter.render(images, np.ones_like(images), table)
+    models, flux, background = fitter.render(images, np.ones_like(images), table)
     np.testing.assert_allclose(models, images, atol=1e-8 * images.max())
+    np.testing.assert_allclose(flux, table["flux"], rtol=1e-8)
+    np.testing.assert_allclose(background, table["background"], atol=1e-8 * images.max())
 
 
 def test_nan_pixels_ignored_and_all_nan_refused(tmp_path):

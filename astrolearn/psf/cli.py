@@ -214,7 +214,8 @@ def cmd_predict(args) -> int:
         table, models, status = result.table(), result.models, result.status
         elapsed = time.perf_counter() - start
     else:
-        models = fitter.render(data.images, data.weights, table)
+        # Flux and background of the CNN's PSF, derived by linear least squares (no uncertainty).
+        models, table["flux"], table["background"] = fitter.render(data.images, data.weights, table)
     columns = {"index": list(range(len(data.images)))}
     columns.update(data.add_frame_columns(table, inst.npix))
     write_csv(out, columns, overwrite=args.overwrite)

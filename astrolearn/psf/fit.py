@@ -230,19 +230,24 @@ class PsfFitter:
         _, _, flux, bck, _, _ = self._split(z)
         return flux[:, None, None] * self._psf(z) + bck[:, None, None]
 
-    def render(self, images: np.ndarray, weights: np.ndarray, table: dict) -> np.ndarray:
-        """Model images (N, H, W) [e-] of the parameters in ``table`` (e.g. a CNN's estimate).
+    def render(self, images: np.ndarray, weights: np.ndarray, table: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Model images of the parameters in ``table`` (e.g. a CNN's estimate), with their flux and background.
 
-        ``table`` holds the output columns (``self.names``); the flux and background of each
-        image are solved by weighted linear least squares, as at the start of a fit.
+        ``table`` holds the output columns (``self.names``; flux and background are not read): the
+        flux [e-] and background [e-/px] of each image are solved by weighted linear least squares
+        for the PSF of its parameters, as at the start of a fit. Returns the models (N, H, W) [e-],
+        the fluxes (N,) and the backgrounds (N,).
         """
-        out = []
+        models, flux, background = [], [], []
         with torch.no_grad():
             for s in range(0, len(images), self.batch):
                 d = torch.as_tensor(images[s : s + self.batch], dtype=self.dtype)
                 w = torch.as_tensor(weights[s : s + self.batch], dtype=self.dtype)
-                out.append(self._model_image(self.start(d, w, _table_columns(table, self.names, s, self.batch))))
-        return torch.cat(out).numpy()
+                z = self.start(d, w, _table_columns(table, self.names, s, self.batch))
+                models.append(self._model_image(z))
+                flux.append(z[:, -4])
+                background.append(z[:, -3])
+        return tuple(torch.cat(v).numpy() for v in (models, flux, background))
 
     def _jacobian(self, z):
         """Model images (B, H, W) and their derivatives w.r.t. z (B, P, H, W)."""

@@ -252,9 +252,10 @@ class PsfEstimator:
         x = self.transform(images)
         out = self.model.predict(x, batch_size=batch_size)
         cols = decode(out["mean"], out.get("std"), self.even)
-        flux = images.sum(axis=(1, 2))
-        cols["flux"], cols["flux_err"] = flux, np.sqrt(np.clip(flux, 0, None))
-        cols["background"], cols["background_err"] = np.zeros(len(images)), np.zeros(len(images))
+        # The network estimates the PSF's shape, not its flux or background: those columns stay
+        # empty (NaN) here; psf predict derives them by linear least squares (PsfFitter.render).
+        for name in ("flux", "flux_err", "background", "background_err"):
+            cols[name] = np.full(len(images), np.nan)
         return cols
 
 
