@@ -126,6 +126,21 @@ def test_train_predict_evaluate_cli(tmp_path, capsys, monkeypatch):
     assert main(["psf", "evaluate", "--model", str(run), "--data", str(tmp_path / "test"), "--n-fit", "2",
                  "--out", str(report), "--no-progress", "--overwrite"]) == 0
     assert [(report / f).read_text() for f in ("fit.csv", "hybrid.csv")] == fits
+    # Shipping: the file says which epoch it holds, the metadata how the model was made.
+    from astrolearn.psf.learn import PsfEstimator, export_model
+
+    assert meta["training"]["n_samples"] == 32 and meta["training"]["simulation_seed"] == 1
+    shipped = export_model(run, tmp_path / "shipped", "last")
+    epochs = TINY_NET["trainer"]["max_epochs"]
+    assert [p.name for p in (shipped / "checkpoints").iterdir()] == [f"last-epoch={epochs - 1:03d}.ckpt"]
+    training = json.loads((shipped / "psf_model.json").read_text())["training"]
+    assert (training["epochs_trained"], training["epoch_kept"], training["kept"]) == (epochs, epochs - 1, "last")
+    import torch
+
+    kept = torch.load(next((shipped / "checkpoints").iterdir()), weights_only=True)["state_dict"]
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert kept.keys() == last.keys() and all(torch.equal(kept[k], last[k]) for k in kept)
+    assert PsfEstimator(shipped).predict(np.ones((1, 64, 64)))["r0"].shape == (1,)
 
 
 def test_evaluate_takes_a_shipped_model_by_name(tmp_path):

@@ -156,7 +156,9 @@ def canonical_ellipse(ratio: np.ndarray, theta: np.ndarray):
 
 
 # ---- metadata stored with the weights, checked at predict time ------------------------------
-def model_metadata(instrument: Instrument, shard_meta: dict, even: list[bool], layout: str) -> dict:
+def model_metadata(instrument: Instrument, shard_meta: dict, even: list[bool], layout: str,
+                   training: dict | None = None) -> dict:
+    """What a model applies to and how it was made (``psf_model.json``); ``training``: data sizes, seeds."""
     return {
         "instrument": instrument.to_dict(),
         "wavelength_um": instrument.wavelength_um,
@@ -169,6 +171,7 @@ def model_metadata(instrument: Instrument, shard_meta: dict, even: list[bool], l
                           "centring": "brightest pixel at npix//2", "layout": layout},
         "targets": target_names(len(even)),
         "even_static_modes": [bool(e) for e in even],
+        "training": training or {},
         "astrolearn_version": __version__,
     }
 
@@ -288,7 +291,10 @@ def train_psf(data_dir, config, out_dir, *, resume=False, overwrite=False, overr
     data = ShardDataModule(shards, "images", PsfTargets(n_static), target_names=target_names(n_static),
                            transform=PsfTransform(layout=layout), **config["data"])
     module = build_module(config, data)
-    metadata = json.dumps(model_metadata(instrument, meta, even, layout), indent=1)
+    training = {"data": str(Path(data_dir).resolve()), "n_samples": len(data.dataset),
+                "n_train": len(data.train_indices), "n_val": len(data.val_indices),
+                "simulation_seed": meta.get("seed"), "training_seed": config["seed"]}
+    metadata = json.dumps(model_metadata(instrument, meta, even, layout, training), indent=1)
     return fit(config, data, module, out_dir, resume=resume, overwrite=overwrite,
                on_ready=lambda: (Path(out_dir) / METADATA_FILE).write_text(metadata), **trainer_options)
 
@@ -305,10 +311,9 @@ def export_model(run_dir, dest, which: str = "best") -> Path:
 
     ``which``: "best" (lowest validation loss) or "last" (the final epoch: with a negative
     log-likelihood loss, the validation loss can rise through the variances while the errors of
-    the estimates still fall).
+    the estimates still fall). The weights file is named for it, ``checkpoints/<which>-epoch=NNN.ckpt``,
+    and the metadata's ``training`` records the epochs trained and the one kept.
     """
-    import shutil
-
     import torch
 
     from ..training import find_checkpoint
@@ -316,8 +321,14 @@ def export_model(run_dir, dest, which: str = "best") -> Path:
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     state = torch.load(find_checkpoint(run_dir, which), map_location="cpu", weights_only=True)
+    last = torch.load(find_checkpoint(run_dir, "last"), map_location="cpu", weights_only=True)
     (dest / "checkpoints").mkdir(exist_ok=True)
+    for stale in (dest / "checkpoints").glob("*.ckpt"):  # a previously shipped epoch
+        stale.unlink()
     torch.save({"hyper_parameters": state["hyper_parameters"], "state_dict": state["state_dict"]},
-               dest / "checkpoints" / "best-model.ckpt")
-    shutil.copy(Path(run_dir) / METADATA_FILE, dest / METADATA_FILE)
+               dest / "checkpoints" / f"{which}-epoch={state['epoch']:03d}.ckpt")
+    meta = read_metadata(run_dir)
+    meta["training"] = dict(meta.get("training", {}), epochs_trained=last["epoch"] + 1, epoch_kept=state["epoch"],
+                            kept=which)
+    (dest / METADATA_FILE).write_text(json.dumps(meta, indent=1))
     return dest

@@ -224,11 +224,12 @@ def find_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:
     if which not in ("best", "last"):
         raise ValueError(f"which must be 'best' or 'last', not {which!r}")
     folder = path / "checkpoints"
-    found = sorted(folder.glob("best-*.ckpt")) if which == "best" else []
-    candidate = found[-1] if found else folder / "last.ckpt"
-    if not candidate.is_file():
-        raise UserError(f"{path}: no trained model (no {folder}/best-*.ckpt or last.ckpt)")
-    return candidate
+    # A run keeps best-epoch=NNN.ckpt and last.ckpt; an exported model the one it ships, named
+    # for which it is (best-epoch=NNN.ckpt or last-epoch=NNN.ckpt).
+    found = (sorted(folder.glob("best-*.ckpt")) if which == "best" else []) or sorted(folder.glob("last*.ckpt"))
+    if not found:
+        raise UserError(f"{path}: no trained model (no {folder}/best-*.ckpt or last*.ckpt)")
+    return found[-1]
 
 
 def load_model(path: str | os.PathLike, which: str = "best", map_location="cpu") -> TaskModel:
