@@ -1,5 +1,6 @@
 """Training engine: configuration, shard streaming, Lightning modules, fit/resume, loading."""
 
+import csv
 import logging
 import pickle
 import signal
@@ -223,7 +224,11 @@ def test_fit_writes_config_checkpoints_and_logs(trained_run):
     assert read_yaml(run / "config.yaml") == yaml.safe_load(yaml.safe_dump(config))
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert find_checkpoint(run).name.startswith("best-")
-    assert (run / "csv" / "version_0" / "metrics.csv").is_file()
+    logged = list(csv.DictReader(open(run / "csv" / "version_0" / "metrics.csv")))
+    val = {int(r["epoch"]): float(r["val/loss"]) for r in logged if r.get("val/loss")}
+    assert sorted(val) == list(range(config["trainer"]["max_epochs"]))  # one validation loss per epoch
+    # The best checkpoint is the epoch of the lowest logged validation loss.
+    assert find_checkpoint(run).name == f"best-epoch={min(val, key=val.get):03d}.ckpt"
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     metrics = trainer.callback_metrics
     assert {"val/loss", "val/mae/a", "val/mae/b", "val/mae_norm"} <= set(metrics)
