@@ -21,7 +21,10 @@ import warnings
 
 import numpy as np
 
-from timing import commit, compare, machine, markdown, threads
+from timing import commit, compare, machine, markdown, results_marker, threads
+
+#: The code this benchmark measures (benchmarks/check_results.py).
+MEASURED = ("astrolearn/psf/fit.py", "astrolearn/psf/model.py", "astrolearn/psf/noise.py")
 
 
 def main():
@@ -83,6 +86,7 @@ def main():
         b = summary_row(name, t, mao[:, k])
         rows.append({"parameter": name, "ours median %": a["median"], "maoppy median %": b["median"],
                      "ours mean %": a["mean"], "maoppy mean %": b["mean"]})
+    print(results_marker("psf_fit", MEASURED))
     print(f"# Classical fitting, {args.n} noisy NIRC2 PSFs (circular pupil, no static), seed {args.seed}; "
           f"commit {commit()}")
     print(f"# {machine()}")

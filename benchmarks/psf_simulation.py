@@ -19,7 +19,10 @@ import warnings
 import numpy as np
 import torch
 
-from timing import commit, compare, machine, markdown, threads
+from timing import commit, compare, machine, markdown, results_marker, threads
+
+#: The code this benchmark measures (benchmarks/check_results.py).
+MEASURED = ("astrolearn/psf/model.py", "astrolearn/psf/pupils.py", "astrolearn/psf/instruments.py")
 
 
 def main():
@@ -80,6 +83,7 @@ def main():
         torch.tensor(keck[:, kn.index("dx")], dtype=torch.float32), torch.tensor(keck[:, kn.index("dy")], dtype=torch.float32),
         torch.tensor(static, dtype=torch.float32))
 
+    print(results_marker("psf_simulation", MEASURED))
     print(f"# PSF simulation: {args.n} noiseless {circ.npix}x{circ.npix} PSFs per call, {args.repeats} repeats, "
           f"commit {commit()}")
     print(f"# {machine()}")

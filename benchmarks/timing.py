@@ -104,3 +104,20 @@ def markdown(rows: list[dict], unit: str, reference: str) -> str:
         lines.append(f"| {r['method']} | {r['median_s']:.4g} ({r['min_s']:.4g}-{r['max_s']:.4g}) | "
                      f"{r['rate']:.4g} ({lo:.4g}-{hi:.4g}) | {r['ratio']:.2f} |")
     return "\n".join(lines)
+
+
+def code_digest(paths) -> str:
+    """A short digest of the files a result measures (``benchmarks/check_results.py`` compares it)."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(paths):
+        h.update(path.encode() + b"\0" + (root / path).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def results_marker(name: str, paths) -> str:
+    """The line that goes above a result in RESULTS.md: which code it measured, and its digest."""
+    return f"<!-- result: {name}; code: {', '.join(sorted(paths))}; digest: {code_digest(paths)} -->"
