@@ -2,7 +2,7 @@
 
     python benchmarks/redshift_reliability.py data        [--n-train 40000] [--n-test 20000] [--n-extra N ...]
     python benchmarks/redshift_reliability.py train       [--labels classical 3class] [--max-epochs 30]
-    python benchmarks/redshift_reliability.py evaluate    [--labels classical 3class]
+    python benchmarks/redshift_reliability.py evaluate    [--labels classical 3class] [--test-split test2]
     python benchmarks/redshift_reliability.py throughput  [--n 4096]
     python benchmarks/redshift_reliability.py baseline    [--labels classical 3class]
     python benchmarks/redshift_reliability.py export      [--labels classical 3class]
@@ -10,14 +10,15 @@
 Every stage is resumable (rerun the same command after an interruption) and writes under
 ``--work`` (default ``runs/reliability``):
 
-- ``sim/{train,test,train2,train3,...}``: simulated NISP spectra (``astrolearn.redshift.simulate``;
-  each set has its own seed, so the test set is held out; ``train2``, ``train3``, ... made with
+- ``sim/{train,test,val,test2,train2,train3,...}``: simulated NISP spectra (``astrolearn.redshift.simulate``;
+  each set has its own seed, so the test sets are held out; ``val`` chooses the operating
+  points that ``evaluate`` applies to the test split; ``train2``, ``train3``, ... made with
   ``--n-extra N2 N3 ...``, extend the training set);
 - ``pdf/<set>``: the engine's estimates and log PDFs on the default grid, with the
   truth, as reliability shards (one per simulated shard);
 - ``run-<labels>``: training runs (CNN, calibration, descriptor baseline);
 - ``baseline-<labels>``: the descriptor baseline alone, on the ``train`` split (``baseline`` stage);
-- ``eval-<labels>``: reports (``report.md``, CSV, PNG);
+- ``eval-<labels>-<test split>``: reports (``report.md``, CSV, PNG);
 - ``throughput-<threads>thread.json``: classifier PDFs/s (``--repeat`` timings of ``--n`` PDFs
   read into memory first) and chain (estimate + reliability) spectra/s, with the load average.
 
@@ -36,11 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
-SEEDS = {"train": 101, "test": 202}
+SEEDS = {"train": 101, "test": 202, "val": 7001, "test2": 7002}
 
 
 def seed_of(split: str) -> int:
-    """Seeds 101 (train), 202 (test), then 103, 105, ... for the extra training sets train2, train3, ..."""
+    """Seeds 101 (train), 202 (test: consulted by earlier revisions), 7001 (val) and 7002 (test2: a
+    test set never used before this revision), then 103, 105, ... for the extra training sets
+    train2, train3, ..."""
     return SEEDS.get(split) or 99 + 2 * int(split.removeprefix("train"))
 
 
@@ -63,7 +66,8 @@ def stage_data(args):
 
     cfg = NispConfig()
     engine = engine_for(cfg, args.workers)
-    splits = [("train", args.n_train), ("test", args.n_test)] + [(f"train{i}", n) for i, n in enumerate(args.n_extra, 2)]
+    splits = [("train", args.n_train), ("test", args.n_test), ("val", args.n_val), ("test2", args.n_test2)] + \
+        [(f"train{i}", n) for i, n in enumerate(args.n_extra, 2)]
     for split, n in splits:
         if n == 0:
             continue
@@ -130,33 +134,39 @@ def stage_baseline(args):
 
 
 def stage_evaluate(args):
+    """Each model on ``--test-split``, its operating points chosen on the validation split (``val``)."""
     from astrolearn.redshift.reliability.classifier import ReliabilityModel
     from astrolearn.redshift.reliability.dataset import estimates_from_shards
     from astrolearn.redshift.reliability.report import evaluate_reliability
     from astrolearn.redshift.reliability.train import load_baseline
 
-    test = estimates_from_shards(sorted((args.work / "pdf" / "test").glob("shard-*.h5")), "held-out test set")
+    def split(name):
+        return estimates_from_shards(sorted((args.work / "pdf" / name).glob("shard-*.h5")),
+                                     f"{name} (seed {seed_of(name)})")
+
+    test, val = split(args.test_split), split("val")
     for name in args.labels:
         run = args.work / f"run-{name}"
-        summary = evaluate_reliability(ReliabilityModel(run), test, args.work / f"eval-{name}", load_baseline(run),
-                                       overwrite=True)
-        print(name, json.dumps({k: summary[k] for k in ("n", "class_counts", "seed_met", "seconds")}), flush=True)
+        model = ReliabilityModel(run if run.is_dir() else name)  # a training run, or the shipped model
+        baseline = load_baseline(model.files.baseline, missing_ok=True)
+        summary = evaluate_reliability(model, test, args.work / f"eval-{name}-{args.test_split}", baseline,
+                                       overwrite=True, validation=val)
+        print(f"{name} ({model.name}):", json.dumps({k: summary[k] for k in ("n", "class_counts", "seconds")}))
         print_goals(name, summary)
 
 
 def print_goals(name: str, summary: dict):
-    """The issue's goals at purity 0.8 for the class success, as a Markdown table."""
-    comp = {r["method"]: r["completeness"] for r in summary["thresholds"]
-            if r["class"] == "success" and r["purity_target"] == 0.8}
-    cnn, zp, gbm = comp["cnn"], comp["z_proba"], comp.get("gbm", np.nan)
-    rows = [("CNN meets purity >= 0.8 with completeness >= 0.45", f"{cnn:.4f}", summary["seed_met"]["cnn"]),
-            ("CNN >= redshift probability + 0.10", f"{cnn:.4f} vs {zp:.4f} + 0.10 (difference {cnn - zp:+.4f})",
-             cnn >= zp + 0.10),
-            ("CNN >= descriptors + GBM", f"{cnn:.4f} vs {gbm:.4f}", cnn >= gbm)]
-    print(f"\n{name}: completeness at purity 0.8 ({summary['n']} test spectra)\n")
-    print("| goal | measured | met |\n|---|---|---|")
-    for goal, value, ok in rows:
-        print(f"| {goal} | {value} | {'yes' if ok else 'no'} |")
+    """The issue's goals at purity 0.8 for the class success, thresholds from validation data."""
+    print(f"\n{name}: thresholds of purity 0.8 chosen on {summary['validation']}, applied to the "
+          f"{summary['n']} test spectra (95 % paired bootstrap intervals)\n")
+    print("| method | threshold | test purity [interval] | test completeness [interval] |\n|---|---|---|---|")
+    for r in summary["held_out"]:
+        print(f"| {r['method']} | {r['threshold']:.4g} | {r['test_purity']:.4f} [{r['test_purity_lo']:.4f}, "
+              f"{r['test_purity_hi']:.4f}] | {r['test_completeness']:.4f} [{r['test_completeness_lo']:.4f}, "
+              f"{r['test_completeness_hi']:.4f}] |")
+    print("\n| goal | measured | met |\n|---|---|---|")
+    for g in summary["goals"]:
+        print(f"| {g['goal']} | {g['measured']} | {'yes' if g['met'] else 'not shown'} |")
 
 
 def stage_throughput(args):
@@ -218,6 +228,9 @@ def main():
     ap.add_argument("--work", type=Path, default=Path("runs/reliability"))
     ap.add_argument("--n-train", type=int, default=40000)
     ap.add_argument("--n-test", type=int, default=20000)
+    ap.add_argument("--n-val", type=int, default=0, help="validation spectra (operating points of evaluate)")
+    ap.add_argument("--n-test2", type=int, default=0, help="spectra of the never-used test set test2")
+    ap.add_argument("--test-split", default="test2", help="the split evaluate tests on (default test2)")
     ap.add_argument("--n-extra", type=int, nargs="*", default=[],
                     help="sizes of extra training sets train2, train3, ... (seeds 103, 105, ...)")
     ap.add_argument("--labels", nargs="+", default=["classical", "3class"])

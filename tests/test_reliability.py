@@ -19,7 +19,13 @@ from astrolearn.redshift.reliability.classifier import (
     nll,
     write_metadata,
 )
-from astrolearn.redshift.reliability.curves import purity_completeness, reliability_diagram, roc_auc
+from astrolearn.redshift.reliability.curves import (
+    bootstrap_selection,
+    purity_completeness,
+    reliability_diagram,
+    roc_auc,
+    selection,
+)
 from astrolearn.redshift.reliability.descriptors import DESCRIPTOR_NAMES, zpdf_descriptors
 from astrolearn.redshift.reliability.labels import SCHEMES, get_scheme
 
@@ -119,6 +125,23 @@ def test_purity_completeness_on_a_hand_made_example():
     # Tied scores are selected together.
     tied = purity_completeness(np.array([1.0, 1.0, 0.5]), np.array([True, False, True]))
     np.testing.assert_allclose(tied.purity, [0.5, 2 / 3])
+
+
+def test_fixed_thresholds_with_paired_bootstrap_intervals():
+    success = np.array([1, 1, 0, 1, 0, 0, 1, 0], bool)
+    good = np.array([0.9, 0.8, 0.7, 0.6, 0.3, 0.2, 0.55, 0.1])
+    assert selection(good, success, 0.6) == (3 / 4, 3 / 4)
+    assert np.isnan(selection(good, success, np.nan)[0]) and selection(good, success, np.nan)[1] == 0
+    rng = np.random.default_rng(1)
+    y = rng.random(4000) < 0.4
+    better, worse = y + rng.normal(0, 0.5, y.size), y + rng.normal(0, 1.5, y.size)
+    out = bootstrap_selection({"a": better, "b": worse}, y, {"a": 0.5, "b": 0.5}, n_boot=300)
+    value, lo, hi = out["a"]["completeness"]
+    assert lo < value < hi and hi - lo < 0.05  # ~ 2 x 1.96 sqrt(p (1 - p) / 1600)
+    assert value == selection(better, y, 0.5)[1]
+    d, dlo, dhi = out["difference"]["a", "b"]
+    assert d == pytest.approx(value - out["b"]["completeness"][0]) and dlo < d < dhi
+    assert out["a"]["purity"][0] > out["b"]["purity"][0]
 
 
 def test_roc_auc_and_reliability_diagram():

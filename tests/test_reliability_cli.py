@@ -81,7 +81,7 @@ def test_train_then_evaluate_on_toy_pdfs(tmp_path, capsys):
     from astrolearn.redshift.reliability.dataset import from_arrays, write_training_shards
     from astrolearn.redshift.reliability.synthetic import toy_pdfs
 
-    for name, n, seed in (("train", 320, 1), ("test", 160, 2)):
+    for name, n, seed in (("train", 320, 1), ("test", 160, 2), ("val", 160, 3)):
         d = toy_pdfs(n, GRID, seed=seed)
         e = from_arrays(d["log_pdf"], GRID, {k: d[k] for k in ("z", "z_err", "z_proba")}, d["candidates"],
                         {"z_true": d["z_true"], "halpha_snr": d["snr"]}, name)
@@ -92,9 +92,11 @@ def test_train_then_evaluate_on_toy_pdfs(tmp_path, capsys):
     assert "stopped: reached max_epochs=2; best epoch" in capsys.readouterr().out
     with pytest.raises(UserError, match="--resume"):
         run_cli("train", tmp_path / "train", "--out", tmp_path / "run", "--max-epochs", "2", *settings)
-    run_cli("evaluate-reliability", tmp_path / "test", "--model", tmp_path / "run", "--out", tmp_path / "eval")
+    run_cli("evaluate-reliability", tmp_path / "test", "--model", tmp_path / "run", "--out", tmp_path / "eval",
+            "--validation", tmp_path / "val")
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "descriptors + GBM" in report and "seed operating point" in report
+    assert "Operating point chosen on validation data" in report and "CNN completeness >= redshift probability" in report
     for name in ("curves.csv", "confusion.csv", "binned.csv", "calibration.csv",
                  "purity_completeness_success.png", "confusion.png", "reliability_diagram.png", "vs_halpha_snr.png"):
         assert (tmp_path / "eval" / name).is_file(), name
@@ -122,6 +124,15 @@ def test_train_then_evaluate_on_toy_pdfs(tmp_path, capsys):
         assert success[kept].sum() / success.sum() == pytest.approx(float(completeness)), (method, threshold)
         checked += 1
     assert checked >= 2
+    # Thresholds chosen on the validation set select the test spectra as held_out.csv says.
+    header, rows = read_rows(tmp_path / "eval" / "held_out.csv")
+    for row in rows:
+        r = dict(zip(header, row))
+        if r["threshold"] == "nan":
+            continue
+        kept = scores[column[r["method"]]].astype(float) >= float(r["threshold"])
+        assert success[kept].sum() / success.sum() == pytest.approx(float(r["test_completeness"]))
+        assert float(r["test_completeness_lo"]) <= float(r["test_completeness"]) <= float(r["test_completeness_hi"])
 
 
 def test_estimate_output_becomes_training_shards(chain, tmp_path):

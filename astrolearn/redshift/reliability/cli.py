@@ -64,6 +64,9 @@ def register_verbs(verbs) -> None:
     _add_model_arg(p)
     p.add_argument("--baseline", help="descriptors + GBM baseline pickle (default: the one trained or shipped "
                    "with the model, if any)")
+    p.add_argument("--validation", metavar="ESTIMATES",
+                   help="validation estimates (simulated, not DATA): thresholds chosen on them, applied to DATA "
+                   "with bootstrap intervals")
     p.add_argument("--by", action="append", metavar="COLUMN",
                    help="truth column to bin the performance by (repeatable; default halpha_flux, halpha_snr)")
     p.add_argument("--out", required=True, help="report directory")
@@ -143,10 +146,14 @@ def cmd_evaluate(args) -> int:
 
     model = ReliabilityModel(args.model)
     baseline = load_baseline(args.baseline) if args.baseline else load_baseline(model.files.baseline, missing_ok=True)
+    validation = open_estimates(args.validation) if args.validation else None
     summary = evaluate_reliability(model, open_estimates(args.data), args.out, baseline, by=args.by,
-                                   overwrite=args.overwrite)
+                                   overwrite=args.overwrite, validation=validation)
     for method, met in summary["seed_met"].items():
-        print(f"{method}: seed operating point (purity > 0.8, completeness > 0.45) {'met' if met else 'not met'}")
+        print(f"{method}: seed operating point (purity > 0.8, completeness > 0.45) on these spectra "
+              f"{'met' if met else 'not met'}")
+    for goal in summary.get("goals", []):
+        print(f"{goal['goal']}: {goal['measured']}: {'met' if goal['met'] else 'not shown'}")
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
 

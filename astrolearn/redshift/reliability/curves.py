@@ -156,3 +156,65 @@ def reliability_diagram(prob, positive, n_bins: int = 10) -> ReliabilityDiagram:
     count = count[filled]
     ece = float(np.sum(count * np.abs(observed - predicted)) / max(count.sum(), 1))
     return ReliabilityDiagram(predicted, observed, count, ece)
+
+
+def selection(score, success, threshold: float) -> tuple[float, float]:
+    """Purity and completeness of ``score >= threshold`` (purity NaN when nothing is selected)."""
+    score = np.asarray(score, dtype=np.float64)
+    success = np.asarray(success, dtype=bool)
+    kept = score >= threshold  # NaN scores and a NaN threshold select nothing
+    n_kept, tp = int(kept.sum()), int((kept & success).sum())
+    return (tp / n_kept if n_kept else float("nan")), tp / max(int(success.sum()), 1)
+
+
+def bootstrap_selection(scores: dict, success, thresholds: dict, n_boot: int = 1000, seed: int = 0,
+                        level: float = 0.95) -> dict:
+    """Purity and completeness of fixed thresholds, with paired bootstrap intervals.
+
+    The thresholds are chosen elsewhere (on validation data); here they select the test spectra.
+    Resampling the test spectra (the same draws for every method, so differences are paired)
+    gives percentile intervals of each method's purity and completeness and of the completeness
+    differences between methods.
+
+    Parameters
+    ----------
+    scores : dict of str to array_like (N,)
+        Method -> score of each test spectrum.
+    success : array_like of bool (N,)
+        True labels.
+    thresholds : dict of str to float
+        Method -> threshold (NaN: the method reached no threshold on the validation data).
+    n_boot, seed, level : int, int, float
+        Bootstrap resamples, their seed, and the interval's coverage.
+
+    Returns
+    -------
+    dict
+        ``{method: {"purity": (value, lo, hi), "completeness": (value, lo, hi)}}`` and, under
+        ``"difference"``, ``{(a, b): (value, lo, hi)}`` of completeness(a) - completeness(b).
+    """
+    success = np.asarray(success, dtype=bool)
+    methods = list(scores)
+    kept = {m: np.asarray(scores[m], dtype=np.float64) >= thresholds[m] for m in methods}
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(success), (n_boot, len(success)), dtype=np.int32)
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+
+    def stats(sel, pos):
+        n_kept = sel.sum(axis=-1)
+        tp = (sel & pos).sum(axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return tp / np.where(n_kept > 0, n_kept, np.nan), tp / np.maximum(pos.sum(axis=-1), 1)
+
+    out, boot_comp = {}, {}
+    for m in methods:
+        pur, comp = stats(kept[m], success)
+        bp, bc = stats(kept[m][draws], success[draws])
+        boot_comp[m] = bc
+        out[m] = {"purity": (float(pur), *map(float, np.nanpercentile(bp, q))) if np.isfinite(bp).any()
+                  else (float(pur), float("nan"), float("nan")),
+                  "completeness": (float(comp), *map(float, np.percentile(bc, q)))}
+    out["difference"] = {(a, b): (out[a]["completeness"][0] - out[b]["completeness"][0],
+                                  *map(float, np.percentile(boot_comp[a] - boot_comp[b], q)))
+                         for a in methods for b in methods if a != b}
+    return out

@@ -29,6 +29,7 @@ from .curves import (
     PURITY_LEVELS,
     SEED_COMPLETENESS,
     SEED_PURITY,
+    bootstrap_selection,
     purity_completeness,
     reliability_diagram,
     roc_auc,
@@ -75,7 +76,7 @@ def method_scores(model: ReliabilityModel, estimates: Estimates, baseline: dict 
 
 
 def evaluate_reliability(model: ReliabilityModel, estimates: Estimates, out_dir, baseline: dict | None = None,
-                         by=None, overwrite: bool = False) -> dict:
+                         by=None, overwrite: bool = False, validation: Estimates | None = None) -> dict:
     """Write the reliability report of ``model`` on ``estimates`` (simulated, with truth).
 
     Parameters
@@ -91,12 +92,19 @@ def evaluate_reliability(model: ReliabilityModel, estimates: Estimates, out_dir,
         Truth columns to bin the performance by (default: those of :data:`BY_DEFAULT` present).
     overwrite : bool
         Replace existing report files.
+    validation : Estimates, optional
+        Validation set (with truth, not the test set): each method's threshold of purity 0.8 for
+        ``success`` is chosen on it, then applied to ``estimates``, with bootstrap intervals
+        (``held_out.csv``, and the report's goals met only where the intervals clear them).
+        Without it, the operating points are those of the test set itself (they describe it).
 
     Returns
     -------
     dict
         ``thresholds`` (rows of the threshold table), ``auc`` (rows), ``seed_met`` (method ->
-        bool), ``seconds`` (method -> wall time), ``n`` and ``class_counts``.
+        bool), ``seconds`` (method -> wall time), ``n`` and ``class_counts``; with ``validation``
+        also ``held_out`` (rows: method, threshold, test purity and completeness with intervals)
+        and ``goals`` (rows: goal, measured, met).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,6 +133,10 @@ def evaluate_reliability(model: ReliabilityModel, estimates: Estimates, out_dir,
             curve_cols["method"].extend([method] * len(keep))
             curve_cols["class"].extend([name] * len(keep))
     seed_met = {m: curves[m, SUCCESS].meets(SEED_PURITY, SEED_COMPLETENESS) for m in methods}
+    held_out = goals = None
+    if validation is not None:
+        held_out, goals = _held_out(model, validation, baseline, scores, labels)
+        write_csv(out / "held_out.csv", _rows_to_columns(held_out), overwrite=overwrite)
 
     write_csv(out / "scores.csv", _score_columns(estimates, labels, classes, scores), overwrite=overwrite)
     write_csv(out / "curves.csv", curve_cols, overwrite=overwrite)
@@ -150,8 +162,37 @@ def evaluate_reliability(model: ReliabilityModel, estimates: Estimates, out_dir,
     figures = plot_report(out, curves, methods, classes, scores, labels, diagrams, confusion, binned, test_set)
     summary = {"n": len(labels), "class_counts": dict(zip(classes, np.bincount(labels, minlength=len(classes)).tolist())),
                "thresholds": threshold_rows, "auc": auc_rows, "seed_met": seed_met, "seconds": seconds}
+    if held_out is not None:
+        summary.update(held_out=held_out, goals=goals, validation=f"{validation.source}, {len(validation)} spectra")
     (out / "report.md").write_text(markdown_report(model, estimates, summary, figures, binned, confusion))
     return summary
+
+
+def _held_out(model, validation: Estimates, baseline, scores: dict, labels: np.ndarray) -> tuple[list, list]:
+    """Thresholds of purity 0.8 chosen on ``validation``, applied to the test scores (with intervals)."""
+    val_scores, _ = method_scores(model, validation, baseline)
+    val_success = validation.labels(model.scheme) == 0
+    chosen = {m: purity_completeness(val_scores[m][:, 0], val_success).at_purity(SEED_PURITY) for m in scores}
+    boot = bootstrap_selection({m: scores[m][:, 0] for m in scores}, labels == 0, {m: c[0] for m, c in chosen.items()})
+    rows = []
+    for m, (threshold, val_comp, val_pur) in chosen.items():
+        (pur, pur_lo, pur_hi), (comp, comp_lo, comp_hi) = boot[m]["purity"], boot[m]["completeness"]
+        rows.append({"method": m, "threshold": threshold, "validation_purity": val_pur,
+                     "validation_completeness": val_comp, "test_purity": pur, "test_purity_lo": pur_lo,
+                     "test_purity_hi": pur_hi, "test_completeness": comp, "test_completeness_lo": comp_lo,
+                     "test_completeness_hi": comp_hi})
+    cnn = boot["cnn"]
+    goals = [{"goal": f"CNN: purity > {SEED_PURITY} with completeness > {SEED_COMPLETENESS}",
+              "measured": f"purity {cnn['purity'][0]:.4f} [{cnn['purity'][1]:.4f}, {cnn['purity'][2]:.4f}], "
+                          f"completeness {cnn['completeness'][0]:.4f} [{cnn['completeness'][1]:.4f}, "
+                          f"{cnn['completeness'][2]:.4f}]",
+              "met": cnn["purity"][1] > SEED_PURITY and cnn["completeness"][1] > SEED_COMPLETENESS}]
+    for other, margin in (("z_proba", 0.10), ("gbm", 0.0)):
+        if ("cnn", other) in boot["difference"]:
+            d = boot["difference"]["cnn", other]
+            goals.append({"goal": f"CNN completeness >= {METHOD_NAMES[other]}'s + {margin:.2f}",
+                          "measured": f"difference {d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]", "met": d[1] > margin})
+    return rows, goals
 
 
 def confusion_matrix(true: np.ndarray, predicted: np.ndarray, n: int) -> np.ndarray:
@@ -334,12 +375,24 @@ def markdown_report(model, estimates, summary, figures, binned, confusion) -> st
              f"Test spectra: {summary['n']} ({', '.join(f'{k} {v}' for k, v in summary['class_counts'].items())}).", "",
              "## Operating points", "",
              "For each purity, the threshold giving the largest completeness (— where no threshold reaches "
-             "it). Seed operating point: "
+             "it), chosen on these same spectra: it describes this sample (for a held-out figure, thresholds "
+             "are chosen on validation data: `--validation`). Seed operating point: "
              f"purity > {SEED_PURITY} with completeness > {SEED_COMPLETENESS}.", ""]
     rows = [dict(r, method=METHOD_NAMES[r["method"]]) for r in summary["thresholds"]]
     lines.append(markdown_table(rows, ["method", "class", "purity_target", "threshold", "completeness", "purity"]))
     lines += ["", "| method | seed operating point |", "|---|---|"]
     lines += [f"| {METHOD_NAMES[m]} | {'met' if ok else 'not met'} |" for m, ok in summary["seed_met"].items()]
+    if "held_out" in summary:
+        lines += ["", "## Operating point chosen on validation data", "",
+                  f"Each method's threshold of purity {SEED_PURITY} (class success) is chosen on the validation "
+                  f"set ({summary['validation']}) and applied to the test spectra above; [lo, hi]: 95 % paired "
+                  "bootstrap intervals over the test spectra. A goal is met only when its interval clears it.", "",
+                  markdown_table([dict(r, method=METHOD_NAMES[r["method"]]) for r in summary["held_out"]],
+                                 ["method", "threshold", "validation_purity", "validation_completeness", "test_purity",
+                                  "test_purity_lo", "test_purity_hi", "test_completeness", "test_completeness_lo",
+                                  "test_completeness_hi"]), "",
+                  "| goal | measured | met |", "|---|---|---|"]
+        lines += [f"| {g['goal']} | {g['measured']} | {'yes' if g['met'] else 'not shown'} |" for g in summary["goals"]]
     lines += ["", "## ROC AUC", "",
               markdown_table([dict(r, method=METHOD_NAMES[r["method"]]) for r in summary["auc"]],
                              ["method", "class", "roc_auc"]), ""]
