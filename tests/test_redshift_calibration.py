@@ -50,6 +50,15 @@ def test_map_is_monotonic_and_in_unit_interval(cal):
     assert np.isnan(cal(np.array([np.nan, 0.5]))[0])
 
 
+def test_shipped_calibration_loads_with_its_provenance():
+    cal = load_calibration()
+    meta = json.loads(CALIBRATION_FILE.read_text())["meta"]
+    assert cal.meta == meta
+    assert meta["seed"] not in (202, *range(101, 108)) and meta["n"] >= 5000 and meta["commit"]
+    # it lowers the engine's over-confident mid-range probabilities
+    assert cal(0.75) < 0.7
+
+
 @pytest.mark.parametrize("text,problem", [("{", "not a z_proba calibration"),
                                           ('{"bias": 0, "slopes": [-1]}', "slopes must be >= 0"),
                                           ('{"bias": 0, "slopes": [1, 1], "knots": []}', "2 slopes for 0 knots")])
