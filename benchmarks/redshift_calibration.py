@@ -28,6 +28,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
             "success_rate": float(fit_ok.mean()), "test_seed": SEEDS["test"], "n_test": int(np.isfinite(test_p).sum()),
             "commit": commit(), "command": "python benchmarks/redshift_calibration.py " + " ".join(sys.argv[1:]),
             "date": time.strftime("%Y-%m-%d", time.gmtime())}
-    cal = type(cal)(cal.bias, cal.slopes, cal.knots, meta)
+    cal = replace(cal, meta=meta)
     fitted = args.work / "zproba_calibration.json"
     fitted.write_text(json.dumps(cal.to_dict(), indent=1) + "\n")
     if args.ship:

@@ -1,8 +1,8 @@
 """Calibrated redshift probability: a monotone map of the engine's ``z_proba``.
 
 The engine's ``z_proba`` (Amazed convention: the PDF mass within ``z_best +- 3 Dz``) is no
-success probability: on simulated NISP spectra the spectra with ``z_proba`` 0.6-0.9 succeed
-(``|z - z_true| < 0.003 (1 + z_true)``) 20 points less often than it says. ``z_proba_cal`` maps it
+success probability: on simulated NISP spectra with ``z_proba`` 0.1-0.9 the observed success
+rate (``|z - z_true| < 0.003 (1 + z_true)``) is 0.10-0.20 below it (benchmarks/RESULTS.md). ``z_proba_cal`` maps it
 through
 
     z_proba_cal = sigmoid(b + f(L)),   L = logit(z_proba),
