@@ -53,6 +53,21 @@ def test_outputs_carry_pdf_grid_candidates_and_truth(pipeline):
     assert np.mean(np.abs(z - zt) / (1 + zt) < 0.003) > 0.7
 
 
+def test_estimate_writes_the_calibrated_probability(pipeline):
+    from astrolearn.redshift.calibration import load_calibration
+
+    root, sim, est = pipeline
+    lines = (est / "redshifts.csv").read_text().splitlines()
+    head = lines[0].split(",")
+    assert head[4:6] == ["status", "z_proba_cal"]
+    rows = np.array([[float(r.split(",")[head.index(k)]) for k in ("z_proba", "z_proba_cal")] for r in lines[1:]])
+    raw, cal = rows.T
+    assert np.all((cal >= 0) & (cal <= 1))
+    assert np.allclose(cal, load_calibration()(raw), rtol=1e-12)
+    order = np.argsort(raw)
+    assert np.all(np.diff(cal[order]) >= 0)  # never reorders the spectra
+
+
 def test_evaluate_writes_tables_and_plots(pipeline, capsys):
     root, sim, est = pipeline
     assert main(["redshift", "evaluate", str(est), "--out", str(root / "ev")]) == 0

@@ -23,6 +23,7 @@ from .. import __version__
 from ..errors import UserError
 from ..io.shards import atomic_write
 from . import io as rio
+from .calibration import load_calibration
 from .engine import EngineConfig, RedshiftEngine, default_workers, lsf_sigma_from_resolution
 
 #: Default resolving power when an input does not define its line-spread function.
@@ -65,13 +66,23 @@ def _process_chunk(i, input_path, chunk_size, out, config, resolution, log_prior
     return len(sp.flux)
 
 
+def with_calibrated_proba(cols: dict, calibration) -> dict:
+    """The summary columns with ``z_proba_cal`` = ``calibration(z_proba)`` inserted after ``status``."""
+    out = {}
+    for k, v in cols.items():
+        out[k] = v
+        if k == "status":
+            out["z_proba_cal"] = calibration(cols["z_proba"])
+    return out
+
+
 def _our_files(out: Path) -> list[Path]:
     return (sorted(out.glob("zpdf-*.h5")) + [out / n for n in ("run.json", "redshifts.csv", "redshifts.fits")])
 
 
 def estimate(input_path, out, config: EngineConfig | None = None, resolution: float | None = None,
              log_prior=None, prior_desc=None, chunk_size: int = 1000, overwrite: bool = False,
-             progress: bool = True, save_chi2: bool = False) -> dict:
+             progress: bool = True, save_chi2: bool = False, calibration=None) -> dict:
     """Estimate redshifts of every spectrum of ``input_path`` into directory ``out``.
 
     Parameters
@@ -96,6 +107,9 @@ def estimate(input_path, out, config: EngineConfig | None = None, resolution: fl
         tqdm progress bar.
     save_chi2 : bool
         Also store chi2(z) and the mask of exactly computed grid points.
+    calibration : ProbaCalibration, optional
+        Map of ``z_proba`` to the ``z_proba_cal`` column of ``redshifts.csv`` (default: the
+        shipped one, :func:`astrolearn.redshift.calibration.load_calibration`).
 
     Returns
     -------
@@ -105,6 +119,7 @@ def estimate(input_path, out, config: EngineConfig | None = None, resolution: fl
     from tqdm import tqdm
 
     config = config or EngineConfig()
+    calibration = calibration or load_calibration()
     if chunk_size < 1:
         raise UserError("--chunk-size must be >= 1")
     input_path = Path(input_path)
@@ -170,7 +185,7 @@ def estimate(input_path, out, config: EngineConfig | None = None, resolution: fl
         bar.close()
         parts = [rio.read_chunk(out / rio.CHUNK_PATTERN.format(i), skip=("log_pdf", "chi2", "exact", "zgrid"))
                  for i in range(len(chunks))]
-        csv, _ = rio.write_summary(out, rio.summary_table(parts))
+        csv, _ = rio.write_summary(out, with_calibrated_proba(rio.summary_table(parts), calibration))
     except UserError:
         if created:
             shutil.rmtree(out, ignore_errors=True)
