@@ -10,7 +10,8 @@ from astrolearn.io.tables import read_csv
 from astrolearn.psf.data import load_psf_images
 from astrolearn.psf.fit import CONVERGED, LOG_PARAMS, PsfFitter, error_scale
 from astrolearn.psf.instruments import load_instrument
-from astrolearn.psf.learn import PACKAGED, PsfEstimator, pull_stats, pulls, simulated_like_training
+from astrolearn.psf.learn import (PACKAGED, PsfEstimator, calibrate_err_scale, pull_stats, pulls,
+                                  simulated_like_training)
 from astrolearn.psf.model import PsfaoModel
 from astrolearn.psf.noise import add_noise, frame_units, variance_from_image
 from astrolearn.psf.simulate import DEFAULT_SIM, column_names, draw_parameters, render
@@ -53,6 +54,18 @@ def test_cnn_pulls_have_unit_spread():
     z = pulls(est.predict(images), truth, ["r0", "bck", "amp", "alpha", "ratio", "beta"])
     for name, values in z.items():
         assert 0.8 <= pull_stats(values)["std"] <= 1.25, name
+
+
+def test_calibration_gives_unit_pulls_on_its_own_set():
+    """calibrate_err_scale: one factor per varying target; applied, the set's r0 and A pulls have std ~1."""
+    est = PsfEstimator(PACKAGED / "nirc2-nostatic")
+    images, truth = simulated_like_training(est.meta, 150, 99)
+    scales = calibrate_err_scale(est, images, truth)
+    assert set(scales) == set(est.meta["targets"]) - {"ell_sin"}  # theta, hence ell_sin, fixed by the priors
+    est.meta = {**est.meta, "err_scale": scales}
+    z = pulls(est.predict(images), truth, ["r0", "amp"])
+    assert pull_stats(z["r0"])["std"] == pytest.approx(1, abs=0.1)
+    assert pull_stats(z["amp"])["std"] == pytest.approx(1, abs=0.1)
 
 
 def test_error_scale_rule():

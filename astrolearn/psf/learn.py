@@ -255,12 +255,7 @@ def calibrate_err_scale(estimator: "PsfEstimator", images: np.ndarray, truth: di
         Targets the priors fix (ell_sin when theta is fixed) are left out: the set tells
         nothing of their errors.
     """
-    meta = dict(estimator.meta)
-    estimator.meta = {**meta, "err_scale": None}
-    try:
-        mean, std = estimator.outputs(images)
-    finally:
-        estimator.meta = meta
+    mean, std = estimator.outputs(images, calibrated=False)
     names = [n for n in truth if not n.startswith("stat_")] + [f"stat_{i + 1}" for i in range(estimator.n_static)]
     target = PsfTargets(estimator.n_static)(np.stack([np.asarray(truth[n], dtype=float) for n in names], 1), names)
     k = slice(7, 7 + estimator.n_static)
@@ -367,15 +362,17 @@ class PsfEstimator:
         norm = self.meta["normalisation"]
         self.transform = PsfTransform(norm["stretch"], norm.get("layout", "full"))
 
-    def outputs(self, images: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
-        """Network outputs for frames (N, npix, npix): targets' means and calibrated standard deviations.
+    def outputs(self, images: np.ndarray, batch_size: int = 64,
+                calibrated: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Network outputs for frames (N, npix, npix): targets' means and standard deviations.
 
-        The standard deviations are the network's times the model's ``err_scale`` (per target,
-        1 where absent; see :func:`calibrate_err_scale`); ``None`` for a model without them.
+        ``calibrated``: the standard deviations are the network's times the model's
+        ``err_scale`` (per target, 1 where absent; see :func:`calibrate_err_scale`); else the
+        network's own. ``None`` for a model without them.
         """
         out = self.model.predict(self.transform(images), batch_size=batch_size)
         std = out.get("std")
-        if std is not None:
+        if std is not None and calibrated:
             scale = self.meta.get("err_scale") or {}
             std = std * np.array([scale.get(t, 1.0) for t in self.meta["targets"]])
         return out["mean"], std
