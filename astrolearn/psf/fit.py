@@ -419,6 +419,7 @@ def error_scale(chi2_red, dof):
     the PSF model does not describe the data (a frame not in photo-electrons, a wrong gain,
     uniform weights, a PSF the model misses), and the covariance is scaled by chi2_red, i.e. the
     noise level is taken from the residuals (scipy's ``curve_fit`` with ``absolute_sigma=False``).
+    With a prior (``fit(prior=...)``) its share of the covariance is scaled alike.
 
     Parameters
     ----------
