@@ -24,7 +24,8 @@ def main():
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
 
-    from astrolearn.psf.learn import METADATA_FILE, PsfEstimator, calibrate_err_scale, locate_model, simulated_like_training
+    from astrolearn.psf.learn import (METADATA_FILE, PsfEstimator, calibrate_err_scale, locate_model,
+                                      simulated_like_training)
 
     model_dir = locate_model(args.model)
     est = PsfEstimator(model_dir)

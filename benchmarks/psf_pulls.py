@@ -8,7 +8,8 @@ static modes free), NIRC2 without (``nirc2-nostatic``, fit with ``--static none`
 (``irdis``, CNN only). For each method and parameter: the pulls' mean, standard deviation,
 robust standard deviation (1.4826 MAD) and share within +-1 (68.3 % for Gaussian errors of the
 right size). Scale parameters are compared in ln where the estimator works in ln (see
-:func:`astrolearn.psf.learn.pulls`: r0, amp, alpha, ratio for both; bck for the CNN). The fit's rows are over its converged fits; the others are counted. ``--raw``:
+:func:`astrolearn.psf.learn.pulls`: r0, amp, alpha, ratio for both; bck for the CNN). The fit's
+rows are over its converged fits; the others are counted. ``--raw``:
 the CNN's standard deviations without the model's ``err_scale`` calibration.
 """
 
@@ -51,7 +52,8 @@ def main():
 
     print(f"# Pulls (est - true) / err, seed {args.seed}; {platform.machine()}, {torch.get_num_threads()} torch "
           f"threads{'; CNN std uncalibrated (--raw)' if args.raw else ''}\n")
-    print("| set | method | parameter | n | mean | std | robust std | within +-1 [%] |\n|---|---|---|---|---|---|---|---|")
+    print("| set | method | parameter | n | mean | std | robust std | within +-1 [%] |\n"
+          "|---|---|---|---|---|---|---|---|")
     for name, static, fit in SETS:
         if name not in args.sets.split(","):
             continue

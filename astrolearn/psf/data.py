@@ -37,7 +37,7 @@ class PsfImages:
         return (self.weights == 0).sum(axis=(1, 2))
 
     def add_frame_columns(self, table: dict, npix: int) -> dict:
-        """Add ``x``/``y``, the fitted PSF centre in the file's pixel coordinates (0-based), ``n_masked`` and ``noise_scale``."""
+        """Add ``x``/``y`` (PSF centre in the file's pixel coordinates, 0-based), ``n_masked``, ``noise_scale``."""
         table["x"] = self.offsets[:, 1] + npix // 2 + np.asarray(table["dx"])
         table["y"] = self.offsets[:, 0] + npix // 2 + np.asarray(table["dy"])
         table["n_masked"] = self.n_masked
