@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import UserError
 from .instruments import Instrument
-from .noise import variance_from_image
+from .noise import frame_units, variance_from_image
 
 
 #: Relative tolerance on header wavelengths and pixel scales against the instrument model.
@@ -29,6 +29,7 @@ class PsfImages:
     gain: float  # e-/ADU applied to the file's values
     offsets: np.ndarray  # (N, 2) (y, x) position in the file of the cut's pixel (0, 0)
     truth: dict | None = None  # truth columns when read from a simulated shard
+    noise_scale: np.ndarray | None = None  # (N,) image units per e- of the noise model (1: e-; NaN: uniform weights)
 
     @property
     def n_masked(self) -> np.ndarray:
@@ -36,10 +37,11 @@ class PsfImages:
         return (self.weights == 0).sum(axis=(1, 2))
 
     def add_frame_columns(self, table: dict, npix: int) -> dict:
-        """Add ``x``/``y``, the fitted PSF centre in the file's pixel coordinates (0-based), and ``n_masked``."""
+        """Add ``x``/``y`` (PSF centre in the file's pixel coordinates, 0-based), ``n_masked``, ``noise_scale``."""
         table["x"] = self.offsets[:, 1] + npix // 2 + np.asarray(table["dx"])
         table["y"] = self.offsets[:, 0] + npix // 2 + np.asarray(table["dy"])
         table["n_masked"] = self.n_masked
+        table["noise_scale"] = np.ones(len(self.images)) if self.noise_scale is None else self.noise_scale
         return table
 
 
@@ -153,12 +155,27 @@ def load_psf_images(path, instrument: Instrument, gain: float | None = None, wei
     if weighting == "noise":
         if not instrument.detector:
             raise UserError(f"instrument {instrument.name}: no detector noise model; use --weights uniform")
-        weights = 1.0 / variance_from_image(images, instrument)
+        # A simulated shard is in e- by construction; a file's units are checked on its noise floor.
+        units = np.ones(len(images)) if truth is not None else frame_units(images, valid, instrument)
+        _warn_units(path, units, used_gain)
+        weights = 1.0 / variance_from_image(images, instrument, units)
     elif weighting == "uniform":
+        units = np.full(len(images), np.nan)  # no noise model
         weights = np.ones_like(images) / np.maximum(images.max(axis=(1, 2), keepdims=True), 1e-30) ** 2
     else:
         raise UserError(f"unknown weighting {weighting!r} (noise, uniform)")
-    return PsfImages(path, images, weights * valid, used_gain, offsets, truth)
+    return PsfImages(path, images, weights * valid, used_gain, offsets, truth, units)
+
+
+def _warn_units(path, units: np.ndarray, gain: float) -> None:
+    """One line on stderr naming the frames whose noise floor says they are not in photo-electrons."""
+    off = np.flatnonzero(units != 1)
+    if not len(off):
+        return
+    frames = ", ".join(str(i) for i in off[:5]) + (f" ... ({len(off)} frames)" if len(off) > 5 else "")
+    print(f"astrolearn: warning: {path}: frame(s) {frames}: noise floor {np.median(units[off]):.3g} times the "
+          f"detector's sky + read noise at gain {gain:g} e-/ADU, so not photo-electrons; weights and errors use "
+          "the noise measured in the frame (noise_scale column)", file=sys.stderr)
 
 
 def _check_cores(path, valid: np.ndarray, instrument: Instrument) -> None:

@@ -43,6 +43,9 @@ LOG_PARAMS = ("r0", "amp", "alpha", "ratio")  # scale parameters; C may reach it
 #: Parameters a Gaussian prior (``PsfFitter.fit(prior=...)``) applies to. Not ratio/theta: the
 #: network's ellipse is in another parametrisation, and the data constrain it well.
 PRIOR_PARAMS = ("r0", "bck", "amp", "alpha", "beta")
+#: chi2_red farther from 1 than this many times its scatter sqrt(2 / dof): the errors are scaled
+#: by sqrt(chi2_red) (see ``error_scale``).
+CHI2_TOLERANCE_SIGMA = 5.0
 
 
 def output_names(instrument: Instrument, fit_static: bool) -> list[str]:
@@ -73,6 +76,7 @@ class FitResult:
     values: np.ndarray  # (N, P)
     errors: np.ndarray  # (N, P)
     chi2: np.ndarray  # (N,) reduced chi²
+    err_scale: np.ndarray  # (N,) factor applied to the covariance's errors (see ``error_scale``)
     niter: np.ndarray  # (N,)
     models: np.ndarray  # (N, H, W) best-fit images
     status: np.ndarray  # (N,) str
@@ -83,6 +87,7 @@ class FitResult:
             cols[name] = self.values[:, i]
             cols[f"{name}_err"] = self.errors[:, i]
         cols["chi2_red"] = self.chi2
+        cols["err_scale"] = self.err_scale
         cols["niter"] = self.niter
         cols["status"] = self.status
         return cols
@@ -343,12 +348,14 @@ class PsfFitter:
             niter[idx] += 1
         model, jac = self._jacobian(z)
         jw = (jac * sw[:, None]).flatten(2)
-        cov = torch.linalg.pinv(jw @ jw.transpose(1, 2) + torch.diag_embed(ivar))
-        z_err = torch.diagonal(cov, dim1=1, dim2=2).clamp(min=0).sqrt()
+        cov = _covariance(jw @ jw.transpose(1, 2) + torch.diag_embed(ivar))
+        dof = ((weights > 0).sum(dim=(1, 2)) - npar).clamp(min=1)
+        chi2_red = chi2(model) / dof
+        scale = error_scale(chi2_red, dof)
+        z_err = torch.diagonal(cov, dim1=1, dim2=2).clamp(min=0).sqrt() * scale[:, None]
         p = self._natural(z)
         p_err = torch.where(self.is_log, p * z_err, z_err)
-        dof = (weights > 0).sum(dim=(1, 2)) - npar
-        return p, p_err, chi2(model) / dof.clamp(min=1), niter, model, self._status(z, active)
+        return p, p_err, chi2_red, scale, niter, model, self._status(z, active)
 
     def _status(self, z: torch.Tensor, capped: torch.Tensor) -> list[str]:
         """Status of each fit (see ``FitResult``) from its final ``z`` and whether ``max_iter`` stopped it."""
@@ -385,7 +392,7 @@ class PsfFitter:
         npix = self.instrument.npix
         if images.shape[1:] != (npix, npix):
             raise UserError(f"images are {images.shape[1:]}, the instrument model is {npix}x{npix}")
-        out = [[] for _ in range(6)]
+        out = [[] for _ in range(7)]
         with tqdm(total=n, unit="PSF", desc="fit", disable=not progress) as bar:
             for s in range(0, n, self.batch):
                 d = torch.as_tensor(images[s : s + self.batch], dtype=self.dtype)
@@ -398,14 +405,48 @@ class PsfFitter:
                     acc.append(value.detach() if torch.is_tensor(value) else np.asarray(value))
                 bar.update(len(d))
         status = np.concatenate(out.pop())
-        p, p_err, chi2, niter, models = (torch.cat(v).numpy() for v in out)
+        p, p_err, chi2, err_scale, niter, models = (torch.cat(v).numpy() for v in out)
         # Report r0 at 500 nm (the convention of seeing monitors and of the simulator).
         scale = r0_to_500nm(1.0, self.instrument.wavelength_m)
         p[:, 0] *= scale
         p_err[:, 0] *= scale
         theta = PSD_NAMES.index("theta")
         p[:, theta] = (p[:, theta] + math.pi) % (2 * math.pi) - math.pi
-        return FitResult(self.names, p, p_err, chi2, niter, models, status)
+        return FitResult(self.names, p, p_err, chi2, err_scale, niter, models, status)
+
+
+def error_scale(chi2_red, dof):
+    """Factor applied to the errors of the covariance: 1 or sqrt(chi2_red).
+
+    The covariance (J^T W J)^-1 gives absolute errors when the weights are the inverse noise
+    variances and the model describes the data: chi2_red is then 1 within its statistical
+    scatter sqrt(2 / dof). Outside ``CHI2_TOLERANCE_SIGMA`` times that scatter the noise model or
+    the PSF model does not describe the data (a frame not in photo-electrons, a wrong gain,
+    uniform weights, a PSF the model misses), and the covariance is scaled by chi2_red, i.e. the
+    noise level is taken from the residuals (scipy's ``curve_fit`` with ``absolute_sigma=False``).
+    With a prior (``fit(prior=...)``) its share of the covariance is scaled alike.
+
+    Parameters
+    ----------
+    chi2_red : torch.Tensor
+        (N,) reduced chi² of the fits.
+    dof : torch.Tensor
+        (N,) degrees of freedom (valid pixels - fitted parameters).
+    """
+    consistent = (chi2_red - 1).abs() <= CHI2_TOLERANCE_SIGMA * (2.0 / dof) ** 0.5
+    return torch.where(consistent, torch.ones_like(chi2_red), chi2_red.sqrt())
+
+
+def _covariance(hess: torch.Tensor) -> torch.Tensor:
+    """Pseudo-inverse of Gauss-Newton Hessians (B, P, P), scaled to unit diagonal first.
+
+    The parameters' scales differ by many orders of magnitude (the flux in e-, ln r0): unscaled,
+    the pseudo-inverse's cut-off on small singular values removes the flux direction (flux_err
+    came out 1e-12 of the flux). A parameter without any derivative keeps a zero row (error 0).
+    """
+    d = torch.diagonal(hess, dim1=1, dim2=2)
+    d = torch.where(d > 0, d.clamp(min=1e-300).rsqrt(), torch.zeros_like(d))
+    return d[:, :, None] * torch.linalg.pinv(hess * d[:, :, None] * d[:, None, :]) * d[:, None, :]
 
 
 def _table_columns(table: dict, names, start: int, batch: int) -> torch.Tensor:

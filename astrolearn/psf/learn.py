@@ -135,9 +135,12 @@ def decode(mean: np.ndarray, std: np.ndarray | None, even: list[bool]) -> dict[s
         cols[f"{name}_err"] = cols[name] * s[f"log_{name}"]
     ell = np.hypot(m["ell_cos"], m["ell_sin"])
     cols["ratio"] = np.exp(ell)
-    cols["ratio_err"] = cols["ratio"] * 0.5 * (s["ell_cos"] + s["ell_sin"])
     cols["theta"] = 0.5 * np.arctan2(m["ell_sin"], m["ell_cos"])
-    cols["theta_err"] = 0.25 * (s["ell_cos"] + s["ell_sin"]) / np.maximum(ell, 1e-6)
+    # Errors propagated from the two components: ln(ratio) takes the one along the vector
+    # (ell_cos, ell_sin), 2 theta the one across it.
+    c, sn = np.cos(2 * cols["theta"]), np.sin(2 * cols["theta"])
+    cols["ratio_err"] = cols["ratio"] * np.hypot(c * s["ell_cos"], sn * s["ell_sin"])
+    cols["theta_err"] = 0.5 * np.hypot(sn * s["ell_cos"], c * s["ell_sin"]) / np.maximum(ell, 1e-6)
     cols["beta"], cols["beta_err"] = m["beta"], s["beta"]
     for i in range(n_static):
         cols[f"stat_{i + 1}"], cols[f"stat_{i + 1}_err"] = m[f"stat_{i + 1}"], s[f"stat_{i + 1}"]
@@ -153,6 +156,118 @@ def canonical_ellipse(ratio: np.ndarray, theta: np.ndarray):
     theta = np.where(flip, theta + math.pi / 2, theta)
     theta = (theta + math.pi / 2) % math.pi - math.pi / 2
     return ratio, theta
+
+
+def match_even_sign(est: np.ndarray, truth: np.ndarray, even) -> np.ndarray:
+    """``truth`` static modes (N, K) with its even modes' common sign flipped where that brings them nearer ``est``."""
+    even = np.asarray(even, dtype=bool)
+    if not even.any():
+        return truth
+    flipped = truth.copy()
+    flipped[:, even] *= -1
+    far = ((est - flipped)[:, even] ** 2).sum(1) < ((est - truth)[:, even] ** 2).sum(1)
+    return np.where(far[:, None], flipped, truth)
+
+
+#: Parameters the network estimates in ln: its ``_err`` / value is the standard deviation of ln(value).
+LOG_OUTPUTS = ("r0", "bck", "amp", "alpha", "ratio")
+
+
+def pulls(est: dict, truth: dict, names, even=(), log=LOG_OUTPUTS) -> dict[str, np.ndarray]:
+    """Pulls (estimate - truth) / error of the columns ``names`` of a parameter table.
+
+    ``est`` holds the columns and their ``_err``, ``truth`` the true values (a simulated set). The
+    parameters in ``log`` are compared in ln, ln(estimate / truth) / (error / estimate), the
+    variable in which the estimator's error is Gaussian (the CNN's ``LOG_OUTPUTS``; the fit's
+    ``fit.LOG_PARAMS``); a non-positive estimate gives NaN. The Moffat ellipse is compared in its
+    canonical form (ratio >= 1), the static modes with the even modes' common sign that fits best
+    (``even`` flags the static modes ``stat_1..``): a single in-focus image does not tell it. For
+    calibrated Gaussian errors the pulls have zero mean and unit standard deviation.
+    """
+    used = [*names, *(f"{n}_err" for n in names), "theta"]
+    est = {k: np.asarray(v, dtype=float) for k, v in est.items() if k in used}
+    truth = {k: np.asarray(v, dtype=float) for k, v in truth.items() if k in used}
+    stat = [f"stat_{i + 1}" for i in range(len(even))]
+    if stat:
+        matched = match_even_sign(np.stack([est[n] for n in stat], 1), np.stack([truth[n] for n in stat], 1), even)
+        truth.update({n: matched[:, i] for i, n in enumerate(stat)})
+    if "ratio" in names:
+        truth["ratio"] = canonical_ellipse(truth["ratio"], truth["theta"])[0]
+        est["ratio"] = canonical_ellipse(est["ratio"], est["theta"])[0]
+    out = {}
+    for n in names:
+        if n in log:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[n] = np.log(est[n] / truth[n]) * est[n] / est[f"{n}_err"]
+        else:
+            out[n] = (est[n] - truth[n]) / est[f"{n}_err"]
+    return out
+
+
+def pull_stats(z: np.ndarray) -> dict:
+    """Standard deviation, robust standard deviation (1.4826 MAD) and share within +-1 [%] of pulls."""
+    z = np.asarray(z, dtype=float)
+    z = z[np.isfinite(z)]
+    return {"n": len(z), "std": float(np.std(z)), "robust_std": float(1.4826 * np.median(np.abs(z - np.median(z)))),
+            "within_1": float(100 * np.mean(np.abs(z) <= 1))}
+
+
+def simulated_like_training(meta: dict, n: int, seed: int, static: bool | None = None):
+    """``n`` noisy frames (N, npix, npix) [e-] drawn as a model's training set was, and their truth columns.
+
+    Same instrument, priors and detector noise (every frame noisy); ``static`` (default: the
+    model's) switches the static aberrations, a share ``static_free_fraction`` of frames
+    without them as in training.
+    """
+    from .model import PsfaoModel
+    from .noise import add_noise
+    from .simulate import DEFAULT_SIM, column_names, draw_parameters, render
+
+    instrument = Instrument.from_dict(meta["instrument"])
+    static = bool(meta["even_static_modes"]) if static is None else static
+    config = dict(DEFAULT_SIM, priors=meta.get("priors") or DEFAULT_SIM["priors"], static=static,
+                  static_free_fraction=meta.get("static_free_fraction", 0.0) if static else 0.0)
+    rng = np.random.default_rng(seed)
+    names = column_names(instrument, static)
+    params = draw_parameters(instrument, config, n, rng)
+    images = add_noise(render(PsfaoModel(instrument), instrument, params, names), instrument, rng)
+    return images, {name: params[:, i] for i, name in enumerate(names)}
+
+
+def calibrate_err_scale(estimator: "PsfEstimator", images: np.ndarray, truth: dict) -> dict[str, float]:
+    """Per-target factors on the network's standard deviations that make its pulls of unit spread.
+
+    Parameters
+    ----------
+    estimator : PsfEstimator
+        The model (its current ``err_scale`` is ignored: the factors replace it).
+    images : np.ndarray
+        (N, npix, npix) [e-] simulated noisy frames, a validation set not used for testing.
+    truth : dict
+        Their true parameters (the simulator's columns).
+
+    Returns
+    -------
+    dict
+        {target: s}: the standard deviation of the pulls (mean - target) / std in target space
+        (ln r0, ..., the static modes with the best common sign of the even ones), pulls beyond
+        5 robust standard deviations left out (a few gross failures would otherwise set it).
+        Targets the priors fix (ell_sin when theta is fixed) are left out: the set tells
+        nothing of their errors.
+    """
+    mean, std = estimator.outputs(images, calibrated=False)
+    names = [n for n in truth if not n.startswith("stat_")] + [f"stat_{i + 1}" for i in range(estimator.n_static)]
+    target = PsfTargets(estimator.n_static)(np.stack([np.asarray(truth[n], dtype=float) for n in names], 1), names)
+    k = slice(7, 7 + estimator.n_static)
+    target[:, k] = match_even_sign(mean[:, k], target[:, k], estimator.even)
+    scales = {}
+    for j, t in enumerate(estimator.meta["targets"]):
+        if np.ptp(target[:, j]) == 0:
+            continue  # fixed by the priors (ell_sin when theta is): the set says nothing of its error
+        z = (mean[:, j] - target[:, j]) / std[:, j]
+        robust = 1.4826 * np.median(np.abs(z - np.median(z)))
+        scales[t] = round(float(np.std(z[np.abs(z - np.median(z)) <= 5 * robust])), 4)
+    return scales
 
 
 # ---- metadata stored with the weights, checked at predict time ------------------------------
@@ -250,11 +365,25 @@ class PsfEstimator:
         norm = self.meta["normalisation"]
         self.transform = PsfTransform(norm["stretch"], norm.get("layout", "full"))
 
+    def outputs(self, images: np.ndarray, batch_size: int = 64,
+                calibrated: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Network outputs for frames (N, npix, npix): targets' means and standard deviations.
+
+        ``calibrated``: the standard deviations are the network's times the model's
+        ``err_scale`` (per target, 1 where absent; see :func:`calibrate_err_scale`); else the
+        network's own. ``None`` for a model without them.
+        """
+        out = self.model.predict(self.transform(images), batch_size=batch_size)
+        std = out.get("std")
+        if std is not None and calibrated:
+            scale = self.meta.get("err_scale") or {}
+            std = std * np.array([scale.get(t, 1.0) for t in self.meta["targets"]])
+        return out["mean"], std
+
     def predict(self, images: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
         """Parameter table (columns of ``psf fit``) for frames (N, npix, npix) [e-]."""
-        x = self.transform(images)
-        out = self.model.predict(x, batch_size=batch_size)
-        cols = decode(out["mean"], out.get("std"), self.even)
+        mean, std = self.outputs(images, batch_size)
+        cols = decode(mean, std, self.even)
         # The network estimates the PSF's shape, not its flux or background: those columns stay
         # empty (NaN) here; psf predict derives them by linear least squares (PsfFitter.render).
         for name in ("flux", "flux_err", "background", "background_err"):
