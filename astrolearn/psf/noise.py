@@ -44,6 +44,17 @@ def add_noise(images: np.ndarray, instrument: Instrument, rng: np.random.Generat
     return rng.poisson(expected).astype(np.float64) + rng.normal(0.0, ron, images.shape) - sky
 
 
+def add_noise_torch(images, instrument: Instrument, generator):
+    """:func:`add_noise` in torch, on the device of ``images`` (N, H, W) [e-], drawn from ``generator``."""
+    import torch
+
+    sky = sky_electrons_per_pixel(instrument)
+    ron = read_noise_electrons(instrument)
+    photons = torch.poisson(images.clamp(min=0) + sky, generator=generator)
+    read = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+    return photons + ron * read - sky
+
+
 def variance_from_image(images: np.ndarray, instrument: Instrument) -> np.ndarray:
     """Per-pixel noise variance [e-²] estimated from sky-subtracted frames (photon + sky + read)."""
     return np.clip(images, 0, None) + sky_electrons_per_pixel(instrument) + read_noise_electrons(instrument) ** 2
