@@ -314,18 +314,20 @@ def training_config(instrument: Instrument, n_static: int, config, overrides, ou
     return config, even
 
 
-def fit_psf(config, data, out_dir, metadata: dict, *, resume=False, overwrite=False, **trainer_options):
+def fit_psf(config, data, out_dir, metadata: dict, *, resume=False, overwrite=False, callbacks=(),
+            **trainer_options):
     """Build the network for ``data`` and train it in ``out_dir``, writing ``metadata`` as ``psf_model.json``.
 
     The validation rows of ``metrics.csv`` also get ``samples_seen``, the training samples drawn
-    so far (the learning curve: ``benchmarks/psf_learning_curve.py``).
+    so far (the learning curve: ``benchmarks/psf_learning_curve.py``); ``callbacks`` are added
+    to Lightning's.
     """
     from ..training import build_module, fit
     from .online import SamplesSeen
 
     module = build_module(config, data)
     text = json.dumps(metadata, indent=1)
-    return fit(config, data, module, out_dir, resume=resume, overwrite=overwrite, callbacks=[SamplesSeen()],
+    return fit(config, data, module, out_dir, resume=resume, overwrite=overwrite, callbacks=[SamplesSeen(), *callbacks],
                on_ready=lambda: (Path(out_dir) / METADATA_FILE).write_text(text), **trainer_options)
 
 
