@@ -22,7 +22,7 @@ class EpochTimer(L.Callback):
     """Training samples and seconds of each epoch, validation excluded."""
 
     def __init__(self):
-        self.rates = []
+        self.rates, self.validation = [], 0.0  # the sanity check validates before the first epoch
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.start, self.samples, self.validation = time.perf_counter(), 0, 0.0

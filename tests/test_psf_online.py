@@ -83,6 +83,8 @@ def test_resumed_online_run_matches_an_uninterrupted_one(tmp_path):
     first = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     trainer = run("resumed", max_epochs=2, resume=True)
     assert trainer.current_epoch == 2
+    resumed_log = read_csv(tmp_path / "resumed" / "csv" / "version_1" / "metrics.csv")
+    assert [float(s) for s in resumed_log["samples_seen"] if s] == [48.0]  # the count goes on: 3 batches of 8 per epoch
     direct = torch.load(tmp_path / "direct" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     after = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert not torch.allclose(first["model.net.0.0.weight"], after["model.net.0.0.weight"])

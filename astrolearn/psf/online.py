@@ -188,14 +188,26 @@ class OnlineDataModule(L.LightningDataModule):
 
 
 class SamplesSeen(L.Callback):
-    """Logs ``samples_seen`` (training samples drawn so far, all ranks) with the validation metrics."""
+    """Logs ``samples_seen`` (training samples drawn so far, all ranks) with the validation metrics.
+
+    The count is kept in the checkpoints, so a resumed run continues it.
+    """
+
+    def __init__(self):
+        self.seen = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.seen += len(batch[0]) * trainer.world_size
 
     def on_validation_epoch_end(self, trainer, pl_module):
-        if trainer.sanity_checking:
-            return
-        batch = trainer.datamodule.batch_size if trainer.datamodule is not None else 0
-        seen = trainer.global_step * trainer.accumulate_grad_batches * batch * trainer.world_size
-        pl_module.log("samples_seen", float(seen), sync_dist=False, rank_zero_only=True)
+        if not trainer.sanity_checking:
+            pl_module.log("samples_seen", float(self.seen), rank_zero_only=True)
+
+    def state_dict(self) -> dict:
+        return {"seen": self.seen}
+
+    def load_state_dict(self, state_dict: dict):
+        self.seen = state_dict["seen"]
 
 
 def settings(simulation: OnlineSimulation, samples_per_epoch: int, val_samples: int) -> dict:
