@@ -43,7 +43,8 @@ def main():
     curve = learning_curve(args.run)
     print("| epoch | samples seen | MAE ln r0 | MAE ln A | MAE static [nm] | val loss |\n|---|---|---|---|---|---|")
     for r in curve:
-        print(f"| {r['epoch']} | {r['samples_seen']:.0f} | {r['r0']:.4f} | {r['amp']:.4f} | {r['static_nm']:.2f} | "
+        static = "-" if r["static_nm"] != r["static_nm"] else f"{r['static_nm']:.2f}"  # "-": no static modes
+        print(f"| {r['epoch']} | {r['samples_seen']:.0f} | {r['r0']:.4f} | {r['amp']:.4f} | {static} | "
               f"{r['val_loss']:.4f} |")
     if args.plot:
         import matplotlib

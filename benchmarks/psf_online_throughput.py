@@ -6,7 +6,9 @@ Same network (the packaged ``psf_cnn``), batch size and instrument (NIRC2, 128 x
 runs: on shards of aberration-free PSFs (simulated first, ``--samples`` / 0.9 of them, so the
 training split holds ``--samples``), online without static modes, and online with the preset's
 static modes. Prints the training samples/s of each epoch, validation excluded (the first
-epoch includes the data loaders' start).
+epoch includes the data loaders' start), then the samples/s of the data alone: the batches of
+one epoch drawn from each training data loader without training (shards: read and transformed
+in the process, ``num_workers=0``; online: rendered, noised and transformed).
 """
 
 from __future__ import annotations
@@ -76,6 +78,23 @@ def main():
     print("|---|" + "---|" * args.epochs)
     for name, rates in results.items():
         print(f"| {name} | " + " | ".join(f"{r:.0f}" for r in rates) + " |")
+
+    from astrolearn.psf.learn import PsfTargets, PsfTransform
+    from astrolearn.psf.online import OnlineDataModule, OnlineSimulation
+    from astrolearn.training import ShardDataModule
+
+    loaders = {
+        "shards, no static modes": ShardDataModule(shards, "images", PsfTargets(0), transform=PsfTransform(),
+                                                   batch_size=64).train_dataloader(),
+        "online, no static modes": OnlineDataModule(OnlineSimulation(inst, {"static": False}, 1), args.samples, 1,
+                                                    64).train_dataloader(),
+        "online, 9 static modes": OnlineDataModule(OnlineSimulation(inst, None, 1), args.samples, 1,
+                                                   64).train_dataloader(),
+    }
+    print("\n| data alone | samples/s |\n|---|---|")
+    for name, loader in loaders.items():
+        start, count = time.perf_counter(), sum(len(x) for x, _ in loader)
+        print(f"| {name} | {count / (time.perf_counter() - start):.0f} |")
 
 
 if __name__ == "__main__":
