@@ -25,6 +25,7 @@ training process, on its device.
 from __future__ import annotations
 
 import math
+import warnings
 
 import lightning as L
 import numpy as np
@@ -36,6 +37,10 @@ from .instruments import Instrument
 from .learn import PsfTargets, PsfTransform, fit_psf, model_metadata, target_names, training_config
 from .noise import add_noise_torch
 from .simulate import column_names, draw_parameters, render_unit, resolve_sim_config, shard_metadata
+
+# Lightning warns that an IterableDataset's length can be wrong with several loader workers: the
+# stream is drawn whole in the training process, its length (batches per epoch) is exact.
+warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
 
 TRAIN, VALIDATION, NORMALISATION = 0, 1, 2  # stream tags of the seed keys
 VAL_CHUNK = 256  # validation PSFs rendered per forward pass (and per seed key)
