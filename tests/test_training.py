@@ -475,3 +475,25 @@ def test_last_checkpoint_is_the_last_epoch_even_without_improvement(data_dir, tm
     fit(config, data, module, tmp_path, max_epochs=3)  # frozen network: the validation loss never improves
     assert [p.name for p in (tmp_path / "checkpoints").glob("best-*")] == ["best-epoch=000.ckpt"]
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 2
+
+
+def test_start_guard_travels_to_spawned_processes(tmp_path):
+    """ddp_spawn pickles the callbacks: training begun in a child is known to the parent's guard."""
+    from astrolearn.training.guard import StartGuard
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("previous")
+    guard = StartGuard(run)
+    child = pickle.loads(pickle.dumps(guard.callback))
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_text("written after training began")
+    child.guard.began()
+    guard.undo()  # the parent, after the child failed mid-training: keep what training wrote
+    assert (run / "checkpoints" / "last.ckpt").read_text() == "written after training began"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml"]
+    # Before training begins, undo removes what the start wrote.
+    fresh = StartGuard(tmp_path / "new")
+    (tmp_path / "new" / "checkpoints").mkdir(parents=True)
+    fresh.undo()
+    assert not (tmp_path / "new").exists()

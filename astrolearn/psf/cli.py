@@ -40,8 +40,26 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_fit)
 
 
-    p = verbs.add_parser("train", help="train the CNN estimator on simulated shards")
-    p.add_argument("data", help="directory of training shards (astrolearn psf simulate)")
+    p = verbs.add_parser("train", help="train the CNN estimator on simulated shards, or on PSFs simulated as it "
+                         "trains (--online)")
+    p.add_argument("data", nargs="?", help="directory of training shards (astrolearn psf simulate); "
+                   "not given with --online")
+    p.add_argument("--online", action="store_true", help="draw each batch from the priors and render it on the "
+                   "training device instead of reading shards (needs --instrument)")
+    p.add_argument("--instrument", help="--online: preset name (nirc2, irdis) or YAML file")
+    p.add_argument("--wavelength", type=float, help="--online: observing wavelength [um] (default: preset)")
+    p.add_argument("--static", choices=["default", "none"], default="default", help="--online: static aberrations")
+    p.add_argument("--noise", choices=["default", "none"], help="--online: detector noise (default: the preset's)")
+    p.add_argument("--noiseless-fraction", type=float, help="--online: fraction of noiseless PSFs (default 0)")
+    p.add_argument("--static-free-fraction", type=float,
+                   help="--online: fraction of PSFs without static aberrations (default 0)")
+    p.add_argument("--sim-config", help="--online: YAML file overriding priors/noise settings (as psf simulate "
+                   "--config)")
+    p.add_argument("--samples-per-epoch", type=positive_int, default=_ONLINE_DEFAULTS["samples_per_epoch"],
+                   help="--online: training samples per epoch, all devices together (default 50000)")
+    p.add_argument("--val-samples", type=positive_int, default=_ONLINE_DEFAULTS["val_samples"],
+                   help="--online: size of the fixed simulated validation set (default 2000)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="--online: simulation seed (default 0)")
     p.add_argument("--config", default="psf_cnn", help="training YAML (default: the packaged psf_cnn)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, logs, resolved config)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -68,7 +86,8 @@ def register(sub) -> None:
                    "(nirc2, nirc2-nostatic, irdis)")
     p.add_argument("--data", required=True, help="directory of test shards")
     p.add_argument("--compare", choices=["fit", "none"], default="fit")
-    p.add_argument("--n-fit", type=positive_int, help="fit only the first N PSFs (a fit takes ~1 s per PSF without static modes, ~3.5 s with them, on 2 CPU cores)")
+    p.add_argument("--n-fit", type=positive_int, help="fit only the first N PSFs (on 2 CPU cores a fit takes "
+                   "~0.3-1 s per PSF without static modes, ~3-6 s with them; the hybrid as much again)")
     p.add_argument("--out", required=True, help="report directory")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
@@ -106,14 +125,11 @@ def resolve_instrument(args):
     return inst
 
 
-def cmd_simulate(args) -> int:
-    from ..errors import UserError
-    from .simulate import load_sim_config, simulate
+def _sim_overrides(args, config_file) -> dict:
+    """Simulation settings given on the command line (psf simulate, psf train --online)."""
+    from .simulate import load_sim_config
 
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UserError(f"{args.out}: exists and is not a directory (--out is a directory of shards)")
-    inst = resolve_instrument(args)
-    overrides = load_sim_config(args.config) or {}
+    overrides = load_sim_config(config_file) or {}
     if args.noise:
         overrides["noise"] = args.noise
     if args.noiseless_fraction is not None:
@@ -122,6 +138,17 @@ def cmd_simulate(args) -> int:
         overrides["static_free_fraction"] = args.static_free_fraction
     if args.static == "none":
         overrides["static"] = False
+    return overrides
+
+
+def cmd_simulate(args) -> int:
+    from ..errors import UserError
+    from .simulate import simulate
+
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"{args.out}: exists and is not a directory (--out is a directory of shards)")
+    inst = resolve_instrument(args)
+    overrides = _sim_overrides(args, args.config)
     if args.shard_size:
         overrides["shard_size"] = args.shard_size
     shards = simulate(inst, args.n, args.seed, Path(args.out), overrides, workers=args.workers,
@@ -167,12 +194,38 @@ def cmd_fit(args) -> int:
     return 0
 
 
+#: Options of psf train --online and their defaults (given without --online, they are refused).
+_ONLINE_DEFAULTS = {"instrument": None, "wavelength": None, "static": "default", "noise": None,
+                    "noiseless_fraction": None, "static_free_fraction": None, "sim_config": None,
+                    "samples_per_epoch": 50_000, "val_samples": 2_000, "seed": 0}
+
+
 def cmd_train(args) -> int:
     from ..cliargs import trainer_options
-    from .learn import train_psf
+    from ..errors import UserError
 
-    trainer = train_psf(args.data, args.config, args.out, resume=args.resume, overwrite=args.overwrite,
-                        overrides=args.set, layout=args.input, **trainer_options(args))
+    common = dict(resume=args.resume, overwrite=args.overwrite, overrides=args.set, layout=args.input,
+                  **trainer_options(args))
+    if args.online:
+        if args.data is not None:
+            raise UserError(f"--online simulates its data: no DATA directory ({args.data}) with it")
+        if args.instrument is None:
+            raise UserError("--online needs --instrument (the instrument to simulate)")
+        from .online import train_psf_online
+
+        trainer = train_psf_online(resolve_instrument(args), _sim_overrides(args, args.sim_config), args.seed,
+                                   args.config, args.out, samples_per_epoch=args.samples_per_epoch,
+                                   val_samples=args.val_samples, **common)
+    else:
+        if args.data is None:
+            raise UserError("give the DATA directory of training shards, or --online with --instrument")
+        online_only = [f"--{name.replace('_', '-')}" for name, default in _ONLINE_DEFAULTS.items()
+                       if getattr(args, name) != default]
+        if online_only:
+            raise UserError(f"{', '.join(online_only)}: only with --online (a shard set has its own simulation)")
+        from .learn import train_psf
+
+        trainer = train_psf(args.data, args.config, args.out, **common)
     print(f"best checkpoint: {trainer.checkpoint_callback.best_model_path}")
     return 0
 

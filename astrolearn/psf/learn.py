@@ -72,18 +72,23 @@ class PsfTransform:
     def __call__(self, image) -> np.ndarray:
         import torch  # its asinh is vectorised and threaded: 1.5x numpy's on a batch
 
-        x = torch.from_numpy(np.nan_to_num(np.asarray(image, dtype=np.float32)))
+        return self.tensor(torch.from_numpy(np.nan_to_num(np.asarray(image, dtype=np.float32)))).numpy()
+
+    def tensor(self, x):
+        """The same for a float32 tensor of frames, on its device (online training renders there)."""
+        import torch
+
         flux = x.sum(dim=(-2, -1), keepdim=True, dtype=torch.float64).clamp(min=1e-30)
         scale = (1.0 / (flux * self.stretch)).float().unsqueeze(-3)
         if self.layout == "full":
-            return torch.asinh(x.unsqueeze(-3) * scale).numpy()
+            return torch.asinh(x.unsqueeze(-3) * scale)
         h, w = x.shape[-2:]
         if h % BIN or w % BIN or (h // BIN) % 2 or (w // BIN) % 2:
             raise UserError(f"frames of {h}x{w} pixels: the crop_bin input needs sides multiple of {2 * BIN}")
         ch, cw = h // BIN, w // BIN
         crop = x[..., h // 2 - ch // 2 : h // 2 + ch // 2, w // 2 - cw // 2 : w // 2 + cw // 2]
         binned = x.reshape(*x.shape[:-2], ch, BIN, cw, BIN).mean(dim=(-3, -1))
-        return torch.asinh(torch.stack([crop, binned], dim=-3) * scale).numpy()
+        return torch.asinh(torch.stack([crop, binned], dim=-3) * scale)
 
 
 def target_names(n_static: int) -> list[str]:
@@ -395,8 +400,7 @@ def train_psf(data_dir, config, out_dir, *, resume=False, overwrite=False, overr
               **trainer_options):
     """Train a PSF estimator on the shards of ``data_dir`` with input ``layout``; returns the Lightning trainer."""
     from ..io.shards import list_shards, read_meta
-    from ..training import ShardDataModule, build_module, fit, resolve_config
-    from .pupils import even_modes
+    from ..training import ShardDataModule
 
     shards = list_shards(data_dir)
     meta = read_meta(shards[0])
@@ -408,8 +412,27 @@ def train_psf(data_dir, config, out_dir, *, resume=False, overwrite=False, overr
         if other != meta["instrument"]:
             raise UserError(f"{shard}: made for another instrument description than {shards[0]}")
     n_static = sum(1 for n in json.loads(_names(shards[0])) if n.startswith("stat_"))
+    config, even = training_config(instrument, n_static, config, overrides, out_dir, resume, layout)
+    data = ShardDataModule(shards, "images", PsfTargets(n_static), target_names=target_names(n_static),
+                           transform=PsfTransform(layout=layout), **config["data"])
+    training = {"data": str(Path(data_dir).resolve()), "n_samples": len(data.dataset),
+                "n_train": len(data.train_indices), "n_val": len(data.val_indices),
+                "simulation_seed": meta.get("seed"), "training_seed": config["seed"]}
+    return fit_psf(config, data, out_dir, model_metadata(instrument, meta, even, layout, training), resume=resume,
+                   overwrite=overwrite, **trainer_options)
+
+
+def training_config(instrument: Instrument, n_static: int, config, overrides, out_dir, resume: bool, layout: str):
+    """The resolved training configuration of a PSF estimator and the even static modes of its pupil.
+
+    Sets ``loss.sign_free`` to the even modes (a property of the pupil, not a choice) and refuses
+    to resume or start from a run made with another input ``layout``.
+    """
+    from ..training import resolve_config
+    from .pupils import even_modes
+
     even = list(even_modes(instrument.static_basis, instrument.pupil_array)) if n_static else []
-    sign_free = [f"stat_{i + 1}" for i, e in enumerate(even) if e]  # a property of the pupil, not a choice
+    sign_free = [f"stat_{i + 1}" for i, e in enumerate(even) if e]
     config = resolve_config(config, [*overrides, {"loss": {"sign_free": sign_free}}])
     for other in ([out_dir] if resume else []) + ([config["init_from"]] if config["init_from"] else []):
         found = Path(other) / METADATA_FILE
@@ -417,15 +440,24 @@ def train_psf(data_dir, config, out_dir, *, resume=False, overwrite=False, overr
             made = json.loads(found.read_text())["normalisation"].get("layout", "full")
             if made != layout:
                 raise UserError(f"{other}: trained with --input {made}, not {layout}")
-    data = ShardDataModule(shards, "images", PsfTargets(n_static), target_names=target_names(n_static),
-                           transform=PsfTransform(layout=layout), **config["data"])
+    return config, even
+
+
+def fit_psf(config, data, out_dir, metadata: dict, *, resume=False, overwrite=False, callbacks=(),
+            **trainer_options):
+    """Build the network for ``data`` and train it in ``out_dir``, writing ``metadata`` as ``psf_model.json``.
+
+    The validation rows of ``metrics.csv`` also get ``samples_seen``, the training samples drawn
+    so far (the learning curve: ``benchmarks/psf_learning_curve.py``); ``callbacks`` are added
+    to Lightning's.
+    """
+    from ..training import build_module, fit
+    from .online import SamplesSeen
+
     module = build_module(config, data)
-    training = {"data": str(Path(data_dir).resolve()), "n_samples": len(data.dataset),
-                "n_train": len(data.train_indices), "n_val": len(data.val_indices),
-                "simulation_seed": meta.get("seed"), "training_seed": config["seed"]}
-    metadata = json.dumps(model_metadata(instrument, meta, even, layout, training), indent=1)
-    return fit(config, data, module, out_dir, resume=resume, overwrite=overwrite,
-               on_ready=lambda: (Path(out_dir) / METADATA_FILE).write_text(metadata), **trainer_options)
+    text = json.dumps(metadata, indent=1)
+    return fit(config, data, module, out_dir, resume=resume, overwrite=overwrite, callbacks=[SamplesSeen(), *callbacks],
+               on_ready=lambda: (Path(out_dir) / METADATA_FILE).write_text(text), **trainer_options)
 
 
 def _names(shard) -> str:

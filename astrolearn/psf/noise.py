@@ -44,6 +44,17 @@ def add_noise(images: np.ndarray, instrument: Instrument, rng: np.random.Generat
     return rng.poisson(expected).astype(np.float64) + rng.normal(0.0, ron, images.shape) - sky
 
 
+def add_noise_torch(images, instrument: Instrument, generator):
+    """:func:`add_noise` in torch, on the device of ``images`` (N, H, W) [e-], drawn from ``generator``."""
+    import torch
+
+    sky = sky_electrons_per_pixel(instrument)
+    ron = read_noise_electrons(instrument)
+    photons = torch.poisson(images.clamp(min=0) + sky, generator=generator)
+    read = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+    return photons + ron * read - sky
+
+
 #: A frame whose measured noise floor is within this factor of the preset's (sky + read noise)
 #: is taken to be in photo-electrons (a real NIRC2 frame: 0.7; a frame normalised to sum 1: 1e-8).
 FLOOR_TOLERANCE = 3.0

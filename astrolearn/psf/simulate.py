@@ -86,6 +86,16 @@ def merge_config(base: dict, override: dict | None) -> dict:
     return out
 
 
+def resolve_sim_config(override: dict | None) -> dict:
+    """``DEFAULT_SIM`` completed by ``override``, its fractions checked."""
+    config = merge_config(DEFAULT_SIM, override)
+    for key in ("noiseless_fraction", "static_free_fraction"):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise UserError(f"{key.replace('_', '-')} must be a number in [0, 1], got {value!r}")
+    return config
+
+
 def draw(prior: dict, rng: np.random.Generator, size) -> np.ndarray:
     """Samples of one prior entry."""
     kind = prior.get("dist")
@@ -143,23 +153,41 @@ def draw_parameters(instrument: Instrument, config: dict, n: int, rng: np.random
     return np.stack(table, axis=1)
 
 
-def render(model, instrument: Instrument, params: np.ndarray, names: list[str], batch: int = 64) -> np.ndarray:
-    """Noiseless images (n, H, W) [e-] from a truth table, computed in batches with ``model``."""
+def render_unit(model, instrument: Instrument, params: np.ndarray, names: list[str]):
+    """Noiseless PSFs of unit flux (n, H, W) of a truth table, a tensor on ``model``'s device and dtype."""
     import torch
 
     idx = {name: i for i, name in enumerate(names)}
     stat_cols = [idx[s] for s in names if s.startswith("stat_")]
+    psd = params[:, [idx[n] for n in PSD_NAMES]].copy()
+    psd[:, 0] = r0_to_wavelength(psd[:, 0], instrument.wavelength_m)
+    t = lambda a: torch.as_tensor(a, dtype=model.dtype, device=model.pupil.device)  # noqa: E731
+    static = t(params[:, stat_cols]) if stat_cols else None
+    with torch.no_grad():
+        return model(t(psd), static=static, dx=t(params[:, idx["dx"]]), dy=t(params[:, idx["dy"]]))
+
+
+def render(model, instrument: Instrument, params: np.ndarray, names: list[str], batch: int = 64) -> np.ndarray:
+    """Noiseless images (n, H, W) [e-] from a truth table, computed in batches with ``model``."""
+    flux = params[:, names.index("flux"), None, None]
     out = np.empty((len(params), instrument.npix, instrument.npix))
     for start in range(0, len(params), batch):
-        p = params[start : start + batch]
-        psd = p[:, [idx[n] for n in PSD_NAMES]].copy()
-        psd[:, 0] = r0_to_wavelength(psd[:, 0], instrument.wavelength_m)
-        t = lambda a: torch.as_tensor(a, dtype=model.dtype)  # noqa: E731
-        static = t(p[:, stat_cols]) if stat_cols else None
-        with torch.no_grad():
-            psf = model(t(psd), static=static, dx=t(p[:, idx["dx"]]), dy=t(p[:, idx["dy"]]))
-        out[start : start + batch] = psf.double().numpy() * p[:, idx["flux"], None, None]
+        psf = render_unit(model, instrument, params[start : start + batch], names)
+        out[start : start + batch] = psf.double().cpu().numpy() * flux[start : start + batch]
     return out
+
+
+def shard_metadata(instrument: Instrument, config: dict, seed: int) -> dict:
+    """What a simulated set records of how it was made (a shard's ``meta``, less its index)."""
+    return {
+        "domain": "psf",
+        "instrument": instrument.to_dict(),
+        "priors": config["priors"],
+        "noise": {"model": config["noise"], "noiseless_fraction": config["noiseless_fraction"], **instrument.detector},
+        "config": config,
+        "seed": int(seed),
+        "digest": config_digest(instrument, config, seed),
+    }
 
 
 # Settings added after sets were made: at these values they are left out of the digest, so that
@@ -191,16 +219,7 @@ def simulate_shard(instrument: Instrument, config: dict, seed: int, index: int, 
     noisy = params[:, names.index("noisy")] > 0
     if noisy.any():
         images[noisy] = add_noise(images[noisy], instrument, rng)
-    meta = {
-        "domain": "psf",
-        "instrument": instrument.to_dict(),
-        "priors": config["priors"],
-        "noise": {"model": config["noise"], "noiseless_fraction": config["noiseless_fraction"], **instrument.detector},
-        "config": config,
-        "seed": int(seed),
-        "shard_index": int(index),
-        "digest": config_digest(instrument, config, seed),
-    }
+    meta = {**shard_metadata(instrument, config, seed), "shard_index": int(index)}
     write_shard(path, {"images": images.astype(np.float32)}, params, names, meta)
 
 
@@ -223,11 +242,7 @@ def simulate(instrument: Instrument, n: int, seed: int, out: Path, config: dict 
     import yaml
     from tqdm import tqdm
 
-    config = merge_config(DEFAULT_SIM, config)
-    for key in ("noiseless_fraction", "static_free_fraction"):
-        value = config[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise UserError(f"{key.replace('_', '-')} must be a number in [0, 1], got {value!r}")
+    config = resolve_sim_config(config)
     if not config["static"]:
         instrument = instrument.without_static()
     if n <= 0:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import signal
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
@@ -94,6 +93,8 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    from .guard import StartGuard
+
     given = dict(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
                  precision=precision, max_epochs=max_epochs)
     config = resolve_config(config, [{"trainer": {k: v for k, v in given.items() if v is not None}}])
@@ -117,7 +118,7 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
         all_callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=t["patience"]))
     if config["scheduler"]["name"] != "none":
         all_callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-    guard = _StartGuard(out_dir)
+    guard = StartGuard(out_dir)
     all_callbacks.append(guard.callback)
     loggers = [
         # CSV: a new version per start, since Lightning would truncate an existing metrics.csv.
@@ -165,71 +166,9 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
                 guard.undo()
             raise
     if trainer.global_rank == 0:
-        guard.commit()
+        guard.done()
     _say_why_stopped(trainer, checkpoint)
     return trainer
-
-
-class _StartGuard:
-    """Undo what a start wrote in the run directory if it fails before training begins.
-
-    A start refused by an invalid setting (an optimiser option, a data-loader option, a network
-    that does not fit the data) must leave the directory as it was, or the corrected command is
-    refused as "holds a previous training run" while ``--resume`` finds nothing to resume. The
-    previous run that ``--overwrite`` replaces is set aside and deleted only once training
-    begins (``on_train_start``), then restored by :meth:`undo`.
-    """
-
-    def __init__(self, out_dir: Path):
-        from lightning.pytorch.callbacks import Callback
-
-        self.out_dir = out_dir
-        self.existed = out_dir.exists()
-        self.before = set(out_dir.rglob("*")) if self.existed else set()
-        self.aside = out_dir / f".replaced-{os.getpid()}"
-        self.started = False
-        guard = self
-
-        class _OnTrainStart(Callback):
-            def on_train_start(self, trainer, pl_module):
-                if trainer.is_global_zero:
-                    guard.commit()
-
-        self.callback = _OnTrainStart()
-
-    def set_aside(self, path: Path):
-        """Move ``path`` (in the run directory) out of the way until training begins."""
-        self.aside.mkdir(exist_ok=True)
-        os.replace(path, self.aside / path.name)
-
-    def commit(self):
-        """Training has begun: the start can no longer be undone; drop what was set aside."""
-        self.started = True
-        shutil.rmtree(self.aside, ignore_errors=True)
-
-    def undo(self):
-        """The start failed: remove what it wrote and put back what it set aside (unless training had begun)."""
-        if self.started:
-            return
-        if not self.existed:
-            shutil.rmtree(self.out_dir, ignore_errors=True)
-            return
-        # What was set aside comes back whole, replacing what this start wrote at its place.
-        restored = [self.out_dir / p.name for p in self.aside.iterdir()] if self.aside.is_dir() else []
-        created = {p for p in self.out_dir.rglob("*") if self.aside not in (p, *p.parents)} - self.before
-        for path in sorted(created | set(restored), reverse=True):  # children before their folder
-            _remove(path)
-        for path in restored:
-            os.replace(self.aside / path.name, path)
-        if self.aside.is_dir():
-            self.aside.rmdir()
-
-
-def _remove(path: Path):
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
 
 
 def stop_reason(trainer, best_checkpoint) -> str:
@@ -262,14 +201,17 @@ def stop_reason(trainer, best_checkpoint) -> str:
         why = f"early stopping at epoch {early.stopped_epoch} ({early.stopping_reason_message})"
     elif trainer.max_epochs is not None and 0 <= trainer.max_epochs <= trainer.current_epoch:
         why = f"reached max_epochs={trainer.max_epochs}"
-    else:
+    elif trainer.current_epoch > 0:
         why = f"after epoch {trainer.current_epoch - 1}"
+    else:  # the epochs ran in processes the strategy spawned (ddp_spawn): their count stayed there
+        why = "training ended"
     name = Path(best_checkpoint.best_model_path).name
     found = re.search(r"epoch=(\d+)", name)
-    if not found or best_checkpoint.best_model_score is None:
+    if not found:
         return f"stopped: {why}; no epoch completed with a finite {MONITOR}"
-    score = float(best_checkpoint.best_model_score)
-    return f"stopped: {why}; best epoch {int(found.group(1))} ({MONITOR}={score:.4g}, {name})"
+    best = best_checkpoint.best_model_score
+    score = "" if best is None else f"{MONITOR}={float(best):.4g}, "
+    return f"stopped: {why}; best epoch {int(found.group(1))} ({score}{name})"
 
 
 def _say_why_stopped(trainer, best_checkpoint) -> None:
