@@ -5,7 +5,6 @@ step and the engine settings are the defaults.
 """
 
 import numpy as np
-import pytest
 from astropy.io import fits
 
 from astrolearn.cli import main

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from astrolearn.redshift.engine import (EngineConfig, RedshiftEngine, SMALL_BATCH, STATUS_NO_DATA,
                                         lsf_sigma_from_resolution)

@@ -264,7 +264,6 @@ def test_shipped_classifiers_use_the_engine_grid_and_rank_pdfs():
         probs = model.predict(np.stack([lone, split]), grid)
         assert probs[0, 0] > 0.5 and probs[0, 0] > probs[1, 0] + 0.1, (name, probs)
         # Its descriptors + GBM baseline ranks them the same way.
-        from astrolearn.redshift.reliability.descriptors import zpdf_descriptors
         from astrolearn.redshift.reliability.train import load_baseline
 
         baseline = load_baseline(model.files.baseline)

@@ -29,7 +29,7 @@ def register(sub) -> None:
     p.add_argument("--shard-size", type=positive_int, help="PSFs per shard (default 1000)")
     p.add_argument("--workers", type=positive_int, default=1, help="parallel processes (one shard each)")
     p.add_argument("--overwrite", action="store_true", help="replace shards made with other settings")
-    p.add_argument("--no-progress", action="store_true")
+    add_progress_flag(p)
     p.set_defaults(func=cmd_simulate)
 
     p = verbs.add_parser("fit", help="classical least-squares PSFAO fit of images")
@@ -90,7 +90,7 @@ def register(sub) -> None:
                    "~0.3-1 s per PSF without static modes, ~3-6 s with them; the hybrid as much again)")
     p.add_argument("--out", required=True, help="report directory")
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    add_progress_flag(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -109,7 +109,7 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--force", action="store_true",
                    help="go on when the FITS header contradicts the instrument (telescope, camera, wavelength)")
-    p.add_argument("--no-progress", action="store_true")
+    add_progress_flag(p)
 
 
 def resolve_instrument(args):

@@ -40,7 +40,6 @@ import numpy as np
 from .. import __version__
 from ..errors import UserError
 from .instruments import Instrument
-from .model import PSD_NAMES
 
 METADATA_FILE = "psf_model.json"
 STRETCH = 1e-4  # asinh softening, in units of the frame's total flux
