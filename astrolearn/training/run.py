@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import signal
+import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -223,12 +224,21 @@ def _say_why_stopped(trainer, best_checkpoint) -> None:
 
 @contextmanager
 def _quiet_lightning():
-    """Raise Lightning's loggers to WARNING (banner, tips, summaries off) for the block."""
+    """Raise Lightning's loggers to WARNING (banner, tips, summaries off) for the block.
+
+    Two warnings that say nothing about the user's run are dropped too: Lightning's own use of a
+    deprecated torch API, and per-step logging that small data sets cannot fill (the metrics are
+    logged per epoch as well).
+    """
     saved = {name: logging.getLogger(name).level for name in _LIGHTNING_LOGGERS}
     try:
-        for name in _LIGHTNING_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+            warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the "
+                                    r"logging interval")
+            for name in _LIGHTNING_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
+            yield
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
