@@ -103,14 +103,18 @@ def test_file_pupil_options_are_checked():
         P.make_pupil({"kind": "file", "path": KECK_MASK, "rotation": 90}, 32, 0.5, 10.0, 0.0)
 
 
-def test_cli_refuses_a_bad_pupil_file_and_writes_nothing(tmp_path, capsys):
+@pytest.mark.parametrize("verb", ["simulate", "fit", "predict"])
+def test_cli_refuses_a_bad_pupil_file_and_writes_nothing(tmp_path, capsys, verb):
     bad = _write(tmp_path / "nan.fits", _nan_mask())
-    out = tmp_path / "set"
-    assert main(["psf", "simulate", "--instrument", "nirc2", "--n", "2", "--pupil", bad, "--out", str(out),
-                 "--no-progress"]) == 2
+    frame = _write(tmp_path / "frame.fits", np.ones((128, 128), np.float32))
+    before = sorted(tmp_path.iterdir())
+    args = {"simulate": ["--n", "2", "--out", str(tmp_path / "set")],
+            "fit": [frame, "--out", str(tmp_path / "fit.csv")],
+            "predict": [frame, "--out", str(tmp_path / "cnn.csv")]}[verb]
+    assert main(["psf", verb, "--instrument", "nirc2", "--pupil", bad, "--no-progress", *args]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("astrolearn: error: ") and "nan.fits" in lines[0]
-    assert not out.exists()
+    assert sorted(tmp_path.iterdir()) == before
 
 
 def test_cli_pupil_option_uses_the_mask(tmp_path, capsys):
@@ -206,3 +210,9 @@ def test_noiseless_maoppy_psfs_on_the_keck_mask_are_recovered():
     for name in ("r0", "amp", "alpha", "beta"):
         err = np.abs(result.values[:, result.names.index(name)] / col[name] - 1)
         assert np.median(err) <= 0.01, (name, err)
+
+
+def test_train_takes_pupil_only_online(tmp_path, capsys):
+    assert main(["psf", "train", str(tmp_path), "--pupil", KECK_MASK, "--out", str(tmp_path / "run")]) == 2
+    assert "--pupil: only with --online" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

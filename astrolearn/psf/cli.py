@@ -215,7 +215,7 @@ def cmd_fit(args) -> int:
 
 
 #: Options of psf train --online and their defaults (given without --online, they are refused).
-_ONLINE_DEFAULTS = {"instrument": None, "wavelength": None, "static": "default", "noise": None,
+_ONLINE_DEFAULTS = {"instrument": None, "wavelength": None, "pupil": None, "static": "default", "noise": None,
                     "noiseless_fraction": None, "static_free_fraction": None, "sim_config": None,
                     "samples_per_epoch": 50_000, "val_samples": 2_000, "seed": 0}
 
