@@ -25,6 +25,7 @@ def register(sub) -> None:
     p.add_argument("--static-free-fraction", type=float,
                    help="fraction of PSFs without static aberrations in a set with them (default 0)")
     p.add_argument("--static-basis", help="FITS cube (K,n,n) of static modes in nm over the pupil")
+    _add_pupil_arg(p)
     p.add_argument("--config", help="YAML file overriding priors/noise settings (see psf/simulate.py)")
     p.add_argument("--shard-size", type=positive_int, help="PSFs per shard (default 1000)")
     p.add_argument("--workers", type=positive_int, default=1, help="parallel processes (one shard each)")
@@ -48,6 +49,7 @@ def register(sub) -> None:
                    "training device instead of reading shards (needs --instrument)")
     p.add_argument("--instrument", help="--online: preset name (nirc2, irdis) or YAML file")
     p.add_argument("--wavelength", type=float, help="--online: observing wavelength [um] (default: preset)")
+    _add_pupil_arg(p, "--online: ")
     p.add_argument("--static", choices=["default", "none"], default="default", help="--online: static aberrations")
     p.add_argument("--noise", choices=["default", "none"], help="--online: detector noise (default: the preset's)")
     p.add_argument("--noiseless-fraction", type=float, help="--online: fraction of noiseless PSFs (default 0)")
@@ -99,6 +101,7 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--instrument", required=True, help="preset name (nirc2, irdis) or YAML file")
     p.add_argument("--wavelength", type=float, help="observing wavelength [um] (default: preset)")
     p.add_argument("--static-basis", help="FITS cube (K,n,n) of static modes in nm over the pupil")
+    _add_pupil_arg(p)
     p.add_argument("--gain", type=float, help="e-/ADU of FITS input (default: header GAIN, else preset)")
     p.add_argument("--weights", choices=["noise", "uniform"], default="noise",
                    help="least-squares weighting (of the fit; for predict, of --refine and of the flux and "
@@ -112,16 +115,33 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
     add_progress_flag(p)
 
 
+def _add_pupil_arg(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    p.add_argument("--pupil", help=prefix + "FITS pupil mask spanning the diameter (area-resampled), or a shipped "
+                   "mask's name (keck_largehex_272px.fits, sphere_alc2_lyot_stop_384px.fits); default: the preset's")
+
+
 def resolve_instrument(args):
+    """The instrument of ``--instrument``, with ``--wavelength``, ``--pupil`` and ``--static-basis`` applied.
+
+    The files are read now, so that a bad one is reported before any output is made.
+    """
     from .instruments import load_instrument
+    from .pupils import mask_path
 
     inst = load_instrument(args.instrument, wavelength_um=getattr(args, "wavelength", None))
+    data = inst.to_dict()
+    pupil = getattr(args, "pupil", None)
+    if pupil:
+        # A shipped mask keeps its bare name (portable in stored descriptions); a user file its full path.
+        path = pupil if mask_path(pupil) != Path(pupil) else str(Path(pupil).resolve())
+        grid = {k: v for k, v in data["pupil"].items() if k in ("min_pixels", "scale")}
+        data["pupil"] = {"kind": "file", "path": path, **grid}
     basis = getattr(args, "static_basis", None)
     if basis:
-        data = inst.to_dict()
         data["static"] = {"kind": "file", "path": str(Path(basis).resolve())}
+    if pupil or basis:
         inst = type(inst).from_dict(data)
-        inst.static_basis  # read the file now: a bad one is reported before any output is made
+        inst.static_basis  # builds the pupil too
     return inst
 
 
@@ -195,7 +215,7 @@ def cmd_fit(args) -> int:
 
 
 #: Options of psf train --online and their defaults (given without --online, they are refused).
-_ONLINE_DEFAULTS = {"instrument": None, "wavelength": None, "static": "default", "noise": None,
+_ONLINE_DEFAULTS = {"instrument": None, "wavelength": None, "pupil": None, "static": "default", "noise": None,
                     "noiseless_fraction": None, "static_free_fraction": None, "sim_config": None,
                     "samples_per_epoch": 50_000, "val_samples": 2_000, "seed": 0}
 

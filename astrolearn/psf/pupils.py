@@ -15,6 +15,8 @@ Geometries (see ``docs/pupils.md`` for how they were fitted to the reference mas
   flat sides horizontal, six spider arms; grey (area-coverage) edges.
 - ``vlt``: VLT Unit Telescope, disk + central obscuration + four spiders that leave the
   secondary from two points on either side of the centre; grey edges.
+- ``file``: a measured mask read from a FITS file (its whole array spans the diameter),
+  area-weighted onto the pupil grid; the masks shipped in ``masks/`` are named by file name.
 
 Static bases: ``none``, ``file`` (a user FITS cube), ``keck_segment_zernike`` (Noll Zernike
 modes averaged over each Keck segment: pure segment pistons) and ``petal`` (piston/tip/tilt of
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -346,7 +349,115 @@ def vlt_quadrants(n, pixel_m, *, spider_attach_m: float = VLT_SPIDER_ATTACH_M,
     return q
 
 
-PUPILS = {"circular": circular_pupil, "keck_hex": keck_hex_pupil, "vlt": vlt_pupil}
+# ---- measured masks from files ----------------------------------------------------------
+MASK_DIR = Path(__file__).parent / "masks"
+
+
+def shipped_masks() -> list[str]:
+    """File names of the masks shipped with the package (usable as a bare ``path``)."""
+    return sorted(p.name for p in MASK_DIR.glob("*.fits"))
+
+
+def mask_path(path: str) -> Path:
+    """The file of a mask: a shipped mask's bare file name, or a path (relative to the cwd)."""
+    if Path(path).name == path and (MASK_DIR / path).is_file():
+        return MASK_DIR / path
+    return Path(path)
+
+
+def read_mask(path: str) -> np.ndarray:
+    """A pupil mask from a FITS file: a square 2-D array of transmissions in [0, 1].
+
+    Raises a one-line :class:`UserError` naming the file when it is missing or unreadable, or
+    when its data is not a square 2-D array of finite values in [0, 1] with some transmission.
+    """
+    from ..io.fits import read_fits
+
+    file = mask_path(path)
+    mask = read_fits(file)
+    if mask.ndim != 2 or mask.shape[0] != mask.shape[1]:
+        raise UserError(f"{file}: a pupil mask must be a square 2-D array, got shape {mask.shape}")
+    if not np.isfinite(mask).all():
+        raise UserError(f"{file}: the pupil mask has {int((~np.isfinite(mask)).sum())} NaN/infinite value(s)")
+    if mask.min() < 0 or mask.max() > 1 or mask.max() == 0:
+        raise UserError(f"{file}: pupil mask values must be transmissions in [0, 1], not all 0 "
+                        f"(found {mask.min():g} to {mask.max():g})")
+    return mask
+
+
+def overlap_matrix(n_out: int, step_out: float, n_in: int, step_in: float) -> np.ndarray:
+    """Fraction of each output pixel covered by each input pixel, (n_out, n_in), along one axis.
+
+    Both grids are centred on 0; pixel widths ``step_out`` and ``step_in`` [m]. Row i times a
+    1-D profile is the profile's mean over output pixel i (zero where no input pixel lies).
+    """
+    out_edges = (np.arange(n_out + 1) - n_out / 2) * step_out
+    in_edges = (np.arange(n_in + 1) - n_in / 2) * step_in
+    lo = np.maximum(out_edges[:-1, None], in_edges[None, :-1])
+    hi = np.minimum(out_edges[1:, None], in_edges[None, 1:])
+    return np.clip(hi - lo, 0.0, None) / step_out
+
+
+def resample_mask(mask: np.ndarray, n: int, pixel_m: float, diameter_m: float) -> np.ndarray:
+    """Area-weighted resampling of a square mask spanning ``diameter_m`` onto an (n, n) grid.
+
+    Each output pixel (``pixel_m`` [m], grid centred on the array centre) gets the mask's
+    transmission averaged over its area, from the exact overlap of the two pixel grids
+    (separable: R_x @ mask @ R_y^T), so the transmitted area is conserved when the output grid
+    covers the mask.
+    """
+    r = overlap_matrix(n, pixel_m, mask.shape[0], diameter_m / mask.shape[0])
+    return r @ mask @ r.T
+
+
+_FLIPS = {None: None, "none": None, "x": 0, "y": 1}
+
+
+def file_pupil(n, pixel_m, diameter_m, obscuration, *, path: str | None = None, rotation_deg: float = 0.0,
+               flip: str | None = None) -> np.ndarray:
+    """Measured pupil mask from a FITS file, resampled onto the pupil grid by area.
+
+    Parameters
+    ----------
+    n : int
+        Array side [pixels]; the pupil centre is at ((n-1)/2, (n-1)/2).
+    pixel_m : float
+        Pixel size [m].
+    diameter_m : float
+        Pupil diameter D [m]: the mask's whole array spans D (as in P3 and maoppy's
+        ``pupil_from_file``), its centre on the pupil centre.
+    obscuration : float
+        Unused: the mask holds its own central obscuration.
+    path : str
+        FITS file of a square 2-D transmission mask in [0, 1], or the bare file name of a
+        shipped mask (:func:`shipped_masks`).
+    rotation_deg : float
+        Rotation of the mask from +x towards +y [deg]; a multiple of 90.
+    flip : {None, 'x', 'y'}
+        Mirror the mask, x -> -x (reverse axis 0) or y -> -y (axis 1), before the rotation.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, n) transmission in [0, 1].
+    """
+    if path is None:
+        raise UserError("pupil kind 'file' needs a path (a FITS mask, or a shipped one: "
+                        f"{', '.join(shipped_masks())})")
+    if flip not in _FLIPS:
+        raise UserError(f"pupil kind 'file': flip must be x, y or none, got {flip!r}")
+    quarter_turns = float(rotation_deg) / 90.0
+    if quarter_turns != round(quarter_turns):
+        raise UserError(f"pupil kind 'file': rotation_deg must be a multiple of 90, got {rotation_deg}")
+    mask = read_mask(path)
+    if _FLIPS[flip] is not None:
+        mask = np.flip(mask, axis=_FLIPS[flip])
+    # rot90 turns from the first axis towards the second: from +x towards +y.
+    mask = np.rot90(mask, int(round(quarter_turns)) % 4, axes=(0, 1))
+    return resample_mask(mask, n, pixel_m, diameter_m)
+
+
+PUPILS = {"circular": circular_pupil, "keck_hex": keck_hex_pupil, "vlt": vlt_pupil, "file": file_pupil}
 
 
 def make_pupil(spec: dict, n: int, pixel_m: float, diameter_m: float, obscuration: float) -> np.ndarray:
