@@ -272,6 +272,15 @@ def cmd_predict(args) -> int:
     model_dir = locate_model(args.model) if args.model else packaged_model(inst, static=args.static != "none")
     meta = read_metadata(model_dir)
     check_compatible(meta, inst, model_dir)
+    trained_pupil = meta["instrument"].get("pupil") or {}
+    if trained_pupil != inst.pupil:
+        # Real frames come through the real pupil whatever a network was trained on: say it, not refuse.
+        def name(pupil):
+            return " ".join(str(pupil[k]) for k in ("kind", "path") if k in pupil)
+
+        print(f"astrolearn: warning: {model_dir.name}: trained on the pupil '{name(trained_pupil)}', the "
+              f"instrument has '{name(inst.pupil)}'; the CNN's estimates are the model's (only --refine fits "
+              "with the given pupil)", file=sys.stderr)
     if args.static == "none" and meta["even_static_modes"]:
         raise UserError(f"{model_dir}: the model estimates static modes; --static none needs one trained "
                         "without them (psf simulate --static none)")

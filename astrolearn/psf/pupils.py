@@ -359,9 +359,11 @@ def shipped_masks() -> list[str]:
 
 
 def mask_path(path: str) -> Path:
-    """The file of a mask: a shipped mask's bare file name, or a path (relative to the cwd)."""
-    if Path(path).name == path and (MASK_DIR / path).is_file():
-        return MASK_DIR / path
+    """The file of a mask: a shipped mask's bare name (with or without .fits), or a path (relative to the cwd)."""
+    if Path(path).name == path:
+        for name in (path, f"{path}.fits"):
+            if (MASK_DIR / name).is_file():
+                return MASK_DIR / name
     return Path(path)
 
 
