@@ -13,8 +13,11 @@ Families (the reference pupil is the one the PSFs were made on):
 - ``scale``: the shipped Keck mask, fitted with the mask scaled by 1 + e (``diameter_m`` and the
   number of actuators scaled together, so that the AO cut-off frequency stays the same: only the
   pupil's size changes against the pixel scale).
-- ``sampling``: the Keck mask at ``REF_PIXELS`` against the same mask on coarser pupil grids
-  (``min_pixels``; the grid is a whole multiple of the FFT grid's pupil, 40 px here).
+- ``diameter_m``: the same, but the actuator count kept, so the AO cut-off moves as 1 / D too
+  (a wrong ``diameter_m`` in a preset).
+- ``sampling``: the Keck mask, the drawn ``keck_hex`` and the circular pupil, each at
+  ``REF_PIXELS`` against the same pupil on coarser grids (``min_pixels``; the grid is a whole
+  multiple of the FFT grid's pupil, 40 px here).
 - ``spiders``, ``gaps``, ``hole``: the drawn ``keck_hex`` pupil of the preset, fitted with its
   spider width, segment gap or central hole changed.
 - ``drawn``: the Keck mask, fitted with the drawn ``keck_hex`` pupil (the ``nirc2`` default).
@@ -41,15 +44,19 @@ MEASURED = ["astrolearn/psf/fit.py", "astrolearn/psf/instruments.py", "astrolear
             "astrolearn/psf/pupils.py", "benchmarks/psf_pupil_budget.py"]
 
 
-def nirc2(pupil: dict, min_pixels: int = REF_PIXELS, scale: float = 1.0, base: str = "nirc2"):
+def nirc2(pupil: dict, min_pixels: int = REF_PIXELS, scale: float = 1.0, keep_cutoff: bool = True,
+          base: str = "nirc2"):
     """The ``base`` preset without static modes, with ``pupil`` sampled ``min_pixels`` across.
 
-    ``scale`` multiplies the pupil's size (``diameter_m``) and the actuator count together, so
-    that the AO cut-off frequency (nact - 1) / (2 D) and the pixel scale stay the same.
+    ``scale`` multiplies the pupil's size (``diameter_m``); with ``keep_cutoff`` the actuator
+    count (nact - 1) too, so that the AO cut-off frequency (nact - 1) / (2 D) stays the same and
+    only the pupil changes against the pixel scale; without, the cut-off moves as 1 / D, as when
+    a preset's ``diameter_m`` is wrong.
     """
     data = load_instrument(base).to_dict()
     data.update(name=f"{base}-budget", static={"kind": "none"}, pupil=dict(pupil, min_pixels=min_pixels))
-    data["nact"] = 1 + (data["nact"] - 1) * scale
+    if keep_cutoff:
+        data["nact"] = 1 + (data["nact"] - 1) * scale
     data["diameter_m"] *= scale
     return load_instrument(data)
 
@@ -65,15 +72,18 @@ def noiseless_psfs(instrument, n: int, seed: int):
 def fit_bias(psfs, fit_instrument) -> tuple[dict, dict]:
     """Median signed bias [%] of r0, C, A, alpha, beta fitting ``psfs`` with ``fit_instrument``.
 
-    Returns the biases by parameter and :func:`status_summary` of the fits.
+    Returns the biases by parameter (and ``|A|``, the median |error| of A [%] over the PSFs)
+    and :func:`status_summary` of the fits.
     """
     truth, names, images = psfs
     weights = np.ones_like(images) / images.max() ** 2  # noiseless: uniform weights
     result = PsfFitter(fit_instrument, fit_static=False, batch=len(images)).fit(images, weights)
     bias = {}
     for label, column in PARAMS.items():
-        ratio = result.values[:, result.names.index(column)] / truth[:, names.index(column)]
-        bias[label] = 100 * float(np.median(ratio - 1))
+        error = result.values[:, result.names.index(column)] / truth[:, names.index(column)] - 1
+        bias[label] = 100 * float(np.median(error))
+        if label == "A":  # the typical size of the error on one PSF, whatever its sign
+            bias["|A|"] = 100 * float(np.median(np.abs(error)))
     return bias, status_summary(result.status)
 
 
@@ -84,8 +94,13 @@ def cases():
     out = []
     for e in (-2, -1, -0.5, -0.25, 0.25, 0.5, 1, 2):
         out.append(("scale", f"{e:+g} %", MASK, lambda e=e: nirc2(MASK, scale=1 + e / 100)))
-    for m in (1, 2, 3, 4, 5, 6, 8):
-        out.append(("sampling", f"{40 * m} px", MASK, lambda m=m: nirc2(MASK, min_pixels=40 * m)))
+    for e in (-1, 1):
+        out.append(("diameter_m", f"{e:+g} %", MASK,
+                     lambda e=e: nirc2(MASK, scale=1 + e / 100, keep_cutoff=False)))
+    for name, pupil in (("mask", MASK), ("keck_hex", drawn), ("circular", {"kind": "circular"})):
+        for m in (1, 2, 3, 4, 6, 8):
+            out.append((f"sampling, {name}", f"{40 * m} px", pupil,
+                        lambda m=m, p=pupil: nirc2(p, min_pixels=40 * m)))
     for k in (0, 2, 4):
         spiders = dict(drawn, spider_width_m=k * KECK_SPIDER_WIDTH_M)
         out.append(("spiders", f"{k}x ({k * KECK_SPIDER_WIDTH_M * 100:.1f} cm)", drawn,
@@ -113,13 +128,14 @@ def main():
     print(f"{args.n} noiseless NIRC2 PSFs per case (seed {args.seed}), reference pupil {REF_PIXELS} px across; "
           "median signed bias [%] of fitted / true - 1\n")
     print(results_marker("psf_pupil_budget", MEASURED))
-    print("| family | fit pupil | r0 | C | A | alpha | beta | fits not converged |\n|---|---|---|---|---|---|---|---|")
+    print("| family | fit pupil | r0 | C | A | alpha | beta | median abs A | fits not converged |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for family, label, ref, build in cases():
         key = repr(ref)
         if key not in references:
             references[key] = noiseless_psfs(nirc2(ref), args.n, args.seed)
         bias, status = fit_bias(references[key], build())
-        cells = " | ".join(f"{bias[p]:+.2f}" for p in PARAMS)
+        cells = " | ".join(f"{bias[p]:+.2f}" for p in PARAMS) + f" | {bias['|A|']:.2f}"
         print(f"| {family} | {label} | {cells} | {status['failed']}/{status['n']} {status['text']} |", flush=True)
     print(f"\n{time.perf_counter() - start:.0f} s; commit {commit()}; {machine()}")
 
