@@ -87,10 +87,16 @@ def fit_bias(psfs, fit_instrument) -> tuple[dict, dict]:
     return bias, status_summary(result.status)
 
 
+def drawn_keck() -> dict:
+    """The ``nirc2`` preset's drawn ``keck_hex`` pupil spec, without its sampling."""
+    spec = dict(load_instrument("nirc2").pupil)
+    spec.pop("min_pixels")
+    return spec
+
+
 def cases():
     """(family, case label, reference pupil spec, fit instrument builder) for the whole budget."""
-    drawn = dict(load_instrument("nirc2").pupil)
-    drawn.pop("min_pixels")
+    drawn = drawn_keck()
     out = []
     for e in (-2, -1, -0.5, -0.25, 0.25, 0.5, 1, 2):
         out.append(("scale", f"{e:+g} %", MASK, lambda e=e: nirc2(MASK, scale=1 + e / 100)))
