@@ -47,3 +47,11 @@ def test_the_recommended_pupil_sampling_keeps_A_within_half_a_percent(mask_psfs,
     psfs = budget.noiseless_psfs(budget.nirc2(pupil), N, SEED) if drawn else mask_psfs
     bias, status = budget.fit_bias(psfs, budget.nirc2(pupil, min_pixels=min_pixels))
     assert abs(bias["A"]) < 0.5 and status["failed"] == 0, (bias, status)
+
+
+def test_the_current_80px_sampling_of_the_drawn_pupil_moves_A_by_more():
+    # Why 120 px is recommended: at the nirc2 preset's 80 px the drawn keck_hex moves A by
+    # +1.1 % on these PSFs (+0.7 % median on 24).
+    pupil = budget.drawn_keck()
+    bias, _ = budget.fit_bias(budget.noiseless_psfs(budget.nirc2(pupil), N, SEED), budget.nirc2(pupil, min_pixels=80))
+    assert 0.5 < bias["A"] < 3.0, bias
