@@ -36,12 +36,14 @@ import time
 from pathlib import Path
 
 from redshift_reliability import engine_for, simulate_and_estimate
+from timing import results_marker
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "amazed"
 FAMILIES = {"package": "package", "amazed": SHARED / "templates", "bc03": SHARED / "cst_6gyr_z02.dat"}
 SPLITS = ("train", "val", "test")
 GOAL_MARGIN = 0.08
 SCHEME = "classical"
+MEASURED = ("astrolearn/redshift/simulate.py", "astrolearn/redshift/templates.py", "benchmarks/reliability_families.py")
 
 
 def available_families(names) -> dict:
@@ -129,6 +131,7 @@ def stage_evaluate(args):
                                     args.work / f"eval-{f}-{case}")
             rows.append({"test": f, "case": case, "trained_on": "+".join(fams), **r})
     (args.work / "families.json").write_text(json.dumps(rows, indent=1))
+    print(results_marker("reliability_families", MEASURED))
     print(f"completeness at purity 0.8 (thresholds from the training families' val splits), 95 % paired "
           f"bootstrap intervals; goal: CNN - z_proba >= +{GOAL_MARGIN:.2f}\n")
     print("| test family | case | trained on | n | CNN | z_proba | difference | CNN purity | goal |\n"
