@@ -1,6 +1,6 @@
 """Reliability CNN under template mismatch: train on all template families but one, test on it (issue 14, 4).
 
-    python benchmarks/reliability_families.py data      [--n-train 5000] [--n-val 1000] [--n-test 2000]
+    python benchmarks/reliability_families.py data      [--n-train 5000] [--n-val 1000] [--n-test 2000] [--n-extra N ...]
     python benchmarks/reliability_families.py train     [--max-epochs 4]
     python benchmarks/reliability_families.py evaluate
 
@@ -17,9 +17,10 @@ Families whose files are absent are skipped. Every stage is resumable and writes
 (default ``runs/reliability-families``):
 
 - ``sim/<family>/<split>`` and ``pdf/<family>/<split>``: simulated spectra and the engine's estimates
-  (splits ``train``, ``val``, ``test``; seed ``1000 * (family index + 1) + split index``);
+  (splits ``train``, ``val``, ``test``, then ``train2``, ``train3``, ... of ``--n-extra``, which extend
+  the training sets; seed ``1000 * (family index + 1) + split index``);
 - ``run-<families>``: a CNN (``train_reliability``, label scheme ``classical``, no GBM) trained on the
-  ``train`` splits of those families: all but F (held-out test of F) and F alone (in-family control);
+  ``train*`` splits of those families: all but F (held-out test of F) and F alone (in-family control);
 - ``eval-<F>-heldout`` and ``eval-<F>-infamily``: reports; thresholds of purity 0.8 are chosen on the
   ``val`` splits of the training families and applied to F's ``test`` split.
 
@@ -40,7 +41,6 @@ from timing import results_marker
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "amazed"
 FAMILIES = {"package": "package", "amazed": SHARED / "templates", "bc03": SHARED / "cst_6gyr_z02.dat"}
-SPLITS = ("train", "val", "test")
 GOAL_MARGIN = 0.08
 SCHEME = "classical"
 MEASURED = ("astrolearn/redshift/simulate.py", "astrolearn/redshift/templates.py", "benchmarks/reliability_families.py")
@@ -52,7 +52,11 @@ def available_families(names) -> dict:
 
 
 def shards(work: Path, families, split: str) -> list[Path]:
-    return [p for f in families for p in sorted((work / "pdf" / f / split).glob("shard-*.h5"))]
+    """Estimate shards of ``split`` of each family (``train`` also takes ``train2``, ``train3``, ...)."""
+    dirs = [work / "pdf" / f / split for f in families]
+    if split == "train":
+        dirs += [d for f in families for d in sorted((work / "pdf" / f).glob("train?*"))]
+    return [p for d in dirs for p in sorted(d.glob("shard-*.h5"))]
 
 
 def run_dir(work: Path, families) -> Path:
@@ -69,12 +73,13 @@ def stage_data(args):
     from astrolearn.redshift.simulate import NispConfig
 
     sizes = {"train": args.n_train, "val": args.n_val, "test": args.n_test}
+    sizes.update({f"train{i}": n for i, n in enumerate(args.n_extra, 2)})
     engine = engine_for(NispConfig(), args.workers)
     for k, (family, spec) in enumerate(FAMILIES.items()):
         if family not in args.families:
             continue
         cfg = NispConfig(templates=str(spec))
-        for j, split in enumerate(SPLITS):
+        for j, split in enumerate(sizes):
             simulate_and_estimate(cfg, engine, args.work / "sim" / family / split, args.work / "pdf" / family / split,
                                   sizes[split], 1000 * (k + 1) + j, f"{family}/{split}")
 
@@ -151,6 +156,8 @@ def main():
     ap.add_argument("--n-train", type=int, default=5000)
     ap.add_argument("--n-val", type=int, default=1000)
     ap.add_argument("--n-test", type=int, default=2000)
+    ap.add_argument("--n-extra", type=int, nargs="*", default=[],
+                    help="sizes of extra training sets train2, train3, ... per family")
     ap.add_argument("--max-epochs", type=int, default=4)
     ap.add_argument("--loader-workers", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2, help="engine worker threads")
