@@ -70,7 +70,8 @@ def simulate_and_estimate(cfg, engine, sim_dir: Path, out_dir: Path, n: int, see
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in sorted(sim_dir.glob("shard-*.h5")):
         out = out_dir / path.name
-        if out.exists() and read_meta(out).get("source", "").startswith(str(path)):
+        # the source is recorded as given (relative or absolute): compare the files it names
+        if out.exists() and Path(read_meta(out).get("source", "").rsplit("[", 1)[0]).resolve() == path.resolve():
             continue
         t0 = time.perf_counter()
         shard = read_shard(path, domain="redshift")
