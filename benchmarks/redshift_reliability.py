@@ -58,41 +58,48 @@ def engine_for(cfg, workers):
     return RedshiftEngine(wave, lsf_sigma_from_resolution(wave, cfg.resolution), EngineConfig(workers=workers))
 
 
-def stage_data(args):
-    """Simulate and estimate; one reliability shard per simulated shard (skipped when present)."""
+def simulate_and_estimate(cfg, engine, sim_dir: Path, out_dir: Path, n: int, seed: int, label: str):
+    """Simulate ``n`` spectra into ``sim_dir`` and write the engine's estimates, one reliability shard
+    per simulated shard, into ``out_dir`` (shards already there are skipped: resumable)."""
     from astrolearn.io.shards import read_meta, read_shard
     from astrolearn.redshift.reliability.dataset import from_arrays, write_training_shard
-    from astrolearn.redshift.simulate import TRUTH_COLUMNS, NispConfig, simulate
+    from astrolearn.redshift.simulate import TRUTH_COLUMNS, simulate
+
+    if not (sim_dir / "simulation.json").exists() or len(list(sim_dir.glob("shard-*.h5"))) < -(-n // cfg.shard_size):
+        simulate(sim_dir, n, seed, cfg, progress=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in sorted(sim_dir.glob("shard-*.h5")):
+        out = out_dir / path.name
+        # the source is recorded as given (relative or absolute): compare the files it names
+        if out.exists() and Path(read_meta(out).get("source", "").rsplit("[", 1)[0]).resolve() == path.resolve():
+            continue
+        t0 = time.perf_counter()
+        shard = read_shard(path, domain="redshift")
+        flux, noise = shard.arrays["flux"], shard.arrays["noise"]
+        res = engine.run(flux, np.where(noise > 0, 1.0 / np.maximum(noise, 1e-30) ** 2, 0.0))
+        truth = {name: shard.column(name) for name in TRUTH_COLUMNS if name != "z"}
+        truth["z_true"] = shard.column("z")
+        e = from_arrays(res.log_pdf, engine.grid, {"z": res.z, "z_err": res.z_err, "z_proba": res.z_proba},
+                        res.candidates.z, truth, str(path))
+        write_training_shard(out, e, 0, len(e), f"{path}[0:{len(e)}]", res.candidates.z.shape[1], sorted(truth))
+        dt = time.perf_counter() - t0
+        ok = np.abs(res.z - truth["z_true"]) / (1 + truth["z_true"]) < 0.003
+        print(f"{label} {path.name}: {len(e)} spectra in {dt:.0f} s ({len(e) / dt:.1f}/s), "
+              f"success {ok.mean():.3f}", flush=True)
+
+
+def stage_data(args):
+    """Simulate and estimate; one reliability shard per simulated shard (skipped when present)."""
+    from astrolearn.redshift.simulate import NispConfig
 
     cfg = NispConfig()
     engine = engine_for(cfg, args.workers)
     splits = [("train", args.n_train), ("test", args.n_test), ("val", args.n_val), ("test2", args.n_test2)] + \
         [(f"train{i}", n) for i, n in enumerate(args.n_extra, 2)]
     for split, n in splits:
-        if n == 0:
-            continue
-        sim_dir = args.work / "sim" / split
-        if not (sim_dir / "simulation.json").exists() or len(list(sim_dir.glob("shard-*.h5"))) < -(-n // cfg.shard_size):
-            simulate(sim_dir, n, seed_of(split), cfg, progress=False)
-        out_dir = args.work / "pdf" / split
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for path in sorted(sim_dir.glob("shard-*.h5")):
-            out = out_dir / path.name
-            if out.exists() and read_meta(out).get("source", "").startswith(str(path)):
-                continue
-            t0 = time.perf_counter()
-            shard = read_shard(path, domain="redshift")
-            flux, noise = shard.arrays["flux"], shard.arrays["noise"]
-            res = engine.run(flux, np.where(noise > 0, 1.0 / np.maximum(noise, 1e-30) ** 2, 0.0))
-            truth = {name: shard.column(name) for name in TRUTH_COLUMNS if name != "z"}
-            truth["z_true"] = shard.column("z")
-            e = from_arrays(res.log_pdf, engine.grid, {"z": res.z, "z_err": res.z_err, "z_proba": res.z_proba},
-                            res.candidates.z, truth, str(path))
-            write_training_shard(out, e, 0, len(e), f"{path}[0:{len(e)}]", res.candidates.z.shape[1], sorted(truth))
-            dt = time.perf_counter() - t0
-            ok = np.abs(res.z - truth["z_true"]) / (1 + truth["z_true"]) < 0.003
-            print(f"{split} {path.name}: {len(e)} spectra in {dt:.0f} s ({len(e) / dt:.1f}/s), "
-                  f"success {ok.mean():.3f}", flush=True)
+        if n:
+            simulate_and_estimate(cfg, engine, args.work / "sim" / split, args.work / "pdf" / split, n,
+                                  seed_of(split), split)
 
 
 def stage_train(args):

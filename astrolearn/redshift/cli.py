@@ -26,6 +26,10 @@ def register(subparsers) -> None:
                    help="log-uniform Halpha flux range [erg/s/cm2] (default 5e-17 1e-15)")
     s.add_argument("--no-line-fraction", type=float, default=0.1, help="fraction without lines (default 0.1)")
     s.add_argument("--noise", type=float, default=2.6e-18, help="median per-pixel noise [erg/s/cm2/A]")
+    s.add_argument("--templates", default="package", metavar="FAMILY_OR_FILE",
+                   help="continuum templates of the simulated galaxies: 'package' (default, the shipped kcorrect set), "
+                   "a template FITS file, a text template 'wavelength[A] flux' or a directory of them; "
+                   "estimate keeps its own templates")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_progress_flag(s)
     s.set_defaults(func=_simulate)
@@ -83,7 +87,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
     cfg = NispConfig(resolution=args.resolution, zmin=args.zrange[0], zmax=args.zrange[1],
                      flux_min=args.flux_range[0], flux_max=args.flux_range[1],
-                     no_line_fraction=args.no_line_fraction, noise=args.noise, shard_size=args.shard_size)
+                     no_line_fraction=args.no_line_fraction, noise=args.noise, shard_size=args.shard_size,
+                     templates=args.templates)
     paths = simulate(args.out, args.n, seed=args.seed, cfg=cfg, overwrite=args.overwrite, progress=not args.no_progress)
     print(f"{args.out}: {args.n} spectra in {len(paths)} shard(s)")
     return 0

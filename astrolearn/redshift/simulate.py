@@ -16,7 +16,9 @@ Galaxies (one draw per spectrum, truth stored in ``params``):
   (E_star = 0.44 E_gas); [OIII]5008/Hbeta 0.3-8 (log-uniform, 4960 = 5008/2.98); [OII]
   3727+3730 = 0.2-1.5 Halpha, 3730/3727 in 1.0-1.5; [SIII]9533 = 0.05-0.3 Halpha (9071 =
   9533/2.44); HeI10833 = 0.03-0.15 Halpha; velocity dispersion 50-200 km/s;
-- continuum: one of the shipped kcorrect templates (emission lines removed), Calzetti dust,
+- continuum: one of the templates of ``NispConfig.templates`` (default the shipped kcorrect set;
+  or a template FITS file, text template or directory of them, see
+  :func:`~astrolearn.redshift.templates.load_family`; emission lines removed), Calzetti dust,
   normalised by the Halpha rest equivalent width (log-uniform 30-300 A); galaxies without
   lines get a mean continuum log-uniform in 3e-19-3e-18 erg/s/cm2/A over the window;
 - noise: Gaussian, per-pixel sigma = noise * exp(N(0, noise_scatter)) * (lambda/15500)^-alpha,
@@ -41,7 +43,7 @@ import numpy as np
 from ..errors import UserError
 from ..io.shards import SHARD_PATTERN, write_shard
 from .lines import LINES
-from .templates import FWHM_SIGMA, calzetti_klambda, load_templates
+from .templates import FWHM_SIGMA, PACKAGE_FAMILY, ContinuumTemplates, calzetti_klambda, load_family
 
 C_KMS = 299792.458
 #: Case-B intrinsic line ratios relative to Halpha (T = 1e4 K, n_e = 100 cm^-3).
@@ -78,6 +80,10 @@ class NispConfig:
         Range of alpha in sigma(lambda) ~ lambda^-alpha.
     shard_size : int
         Spectra per shard.
+    templates : str
+        Continuum template family: ``"package"`` (the shipped set) or a path (see
+        :func:`~astrolearn.redshift.templates.load_family`). Only the simulated continua change;
+        the redshift engine keeps its own templates.
     """
 
     wmin: float = 12060.0
@@ -96,6 +102,7 @@ class NispConfig:
     slope_min: float = 0.5
     slope_max: float = 2.0
     shard_size: int = 1000
+    templates: str = PACKAGE_FAMILY
     extra: dict = field(default_factory=dict)
 
     def validate(self):
@@ -114,6 +121,16 @@ class NispConfig:
             raise UserError("--noise must be > 0")
         if self.shard_size < 1:
             raise UserError("--shard-size must be >= 1")
+
+    def continuum_templates(self) -> ContinuumTemplates:
+        """The family's templates, checked to cover the rest wavelengths the settings need."""
+        tpl = load_family(self.templates)
+        need = (self.wmin / (1 + self.zmax), self.wmax / (1 + self.zmin))
+        have = (float(tpl.wave[0]), float(tpl.wave[-1]))
+        if have[0] > need[0] or have[1] < need[1]:
+            raise UserError(f"--templates {self.templates}: covers {have[0]:.0f}-{have[1]:.0f} A (rest), the "
+                            f"simulation needs {need[0]:.0f}-{need[1]:.0f} A")
+        return tpl
 
     @property
     def wave(self) -> np.ndarray:
@@ -145,8 +162,11 @@ def pixel_gaussian(edges_lo, edges_hi, mu, sigma) -> np.ndarray:
     return frac / (edges_hi - edges_lo)
 
 
-def simulate_batch(cfg: NispConfig, rng: np.random.Generator, n: int, first_id: int = 0):
+def simulate_batch(cfg: NispConfig, rng: np.random.Generator, n: int, first_id: int = 0,
+                   templates: ContinuumTemplates | None = None):
     """Simulate ``n`` spectra.
+
+    ``templates`` (default ``cfg.continuum_templates()``) saves re-reading the family per batch.
 
     Returns
     -------
@@ -158,7 +178,7 @@ def simulate_batch(cfg: NispConfig, rng: np.random.Generator, n: int, first_id: 
     wave = cfg.wave
     M = wave.size
     lo, hi = wave - cfg.dw / 2, wave + cfg.dw / 2
-    tpl = load_templates().smoothed(1.0 / (cfg.resolution * FWHM_SIGMA))
+    tpl = (templates or cfg.continuum_templates()).smoothed(1.0 / (cfg.resolution * FWHM_SIGMA))
     T = len(tpl.names)
     # -- draws (fixed order: same seed -> same spectra) ---------------------------------------
     z = rng.uniform(cfg.zmin, cfg.zmax, n)
@@ -241,12 +261,14 @@ def simulate_batch(cfg: NispConfig, rng: np.random.Generator, n: int, first_id: 
     return flux.astype(np.float32), sigma.astype(np.float32), params
 
 
-def shard_meta(cfg: NispConfig, seed: int, index: int, n_total: int) -> dict:
-    """File attributes of one shard."""
+def shard_meta(cfg: NispConfig, seed: int, index: int, n_total: int, template_names=None) -> dict:
+    """File attributes of one shard (``template_names``: the family's, indexed by the ``template`` column)."""
     conf = asdict(cfg)
     conf.pop("extra", None)
+    family = cfg.templates if cfg.templates == PACKAGE_FAMILY else str(Path(cfg.templates).resolve())
     return {"domain": "redshift", "instrument": cfg.instrument(), "seed": int(seed), "shard_index": int(index),
             "n_total": int(n_total), "config": conf, "wave": cfg.wave,
+            "templates": {"family": family, "names": list(template_names or [])},
             "priors": {"z": [cfg.zmin, cfg.zmax], "halpha_flux": [cfg.flux_min, cfg.flux_max],
                        "no_line_fraction": cfg.no_line_fraction},
             "noise": {"level": cfg.noise, "scatter": cfg.noise_scatter,
@@ -290,6 +312,7 @@ def simulate(out, n: int, seed: int = 0, cfg: NispConfig | None = None, overwrit
     if n < 1:
         raise UserError("--n must be >= 1")
     out = Path(out)
+    templates = cfg.continuum_templates()  # bad families are refused before anything is written
     desc = _run_description(cfg, n, seed)
     nshards = -(-n // cfg.shard_size)
     paths = [out / SHARD_PATTERN.format(i) for i in range(nshards)]
@@ -321,7 +344,7 @@ def simulate(out, n: int, seed: int = 0, cfg: NispConfig | None = None, overwrit
     for i in tqdm(todo, desc="simulate", unit="shard", disable=not progress):
         rng = np.random.default_rng([int(seed), i])
         count = min(cfg.shard_size, n - i * cfg.shard_size)
-        flux, noise, params = simulate_batch(cfg, rng, count, first_id=i * cfg.shard_size)
+        flux, noise, params = simulate_batch(cfg, rng, count, first_id=i * cfg.shard_size, templates=templates)
         write_shard(paths[i], {"flux": flux, "noise": noise}, params, TRUTH_COLUMNS,
-                    shard_meta(cfg, seed, i, n))
+                    shard_meta(cfg, seed, i, n, templates.names))
     return paths

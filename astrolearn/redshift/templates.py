@@ -177,6 +177,100 @@ def remove_emission_lines(wave, flux, lines=TEMPLATE_EMISSION_LINES, half_width=
     return flux
 
 
+def resample_templates(names, waves, fluxes, step: float | None = None,
+                       rest_range=REST_RANGE) -> ContinuumTemplates:
+    """Templates on a common grid regular in ln(wavelength), emission lines removed, normalised.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Template names.
+    waves, fluxes : sequence of ndarray (L_i,)
+        Rest vacuum wavelength [Angstrom], increasing, and flux density f_lambda of each template.
+    step : float, optional
+        ln(wavelength) step of the grid (default: the median step of the inputs over the grid).
+    rest_range : (float, float)
+        Widest rest-frame coverage [Angstrom]; the grid is its overlap with every template's
+        coverage (never extrapolated).
+
+    Returns
+    -------
+    ContinuumTemplates
+        Normalised to a median of 1 over 4000-8000 Angstrom.
+    """
+    lo = math.log(max(rest_range[0], *(float(w[0]) for w in waves)))
+    hi = math.log(min(rest_range[1], *(float(w[-1]) for w in waves)))
+    if step is None:
+        diffs = np.concatenate([np.diff(np.log(w))[(np.log(w[1:]) > lo) & (np.log(w[1:]) < hi)] for w in waves])
+        step = float(np.median(diffs))
+    grid = lo + step * np.arange(int(math.floor((hi - lo) / step)) + 1)
+    sel = (grid > math.log(4000.0)) & (grid < math.log(8000.0))
+    out = []
+    for w, f in zip(waves, fluxes):
+        g = np.interp(grid, np.log(w), remove_emission_lines(w, f))
+        out.append(g / np.median(g[sel]))
+    return ContinuumTemplates(list(names), grid, np.asarray(out, dtype=np.float64))
+
+
+def read_text_template(path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a template text file: columns rest wavelength [Angstrom] and f_lambda, ``#`` comments.
+
+    Raises ``UserError`` (one line naming the file) for an unreadable file, fewer than two
+    columns or rows, non-finite or negative values, or wavelengths not strictly increasing.
+    """
+    path = Path(path)
+    try:
+        data = np.loadtxt(path, comments="#", ndmin=2, usecols=(0, 1))
+    except (OSError, ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not a template text file 'wavelength flux' ({exc})") from None
+    if data.shape[0] < 2:
+        raise UserError(f"{path}: a template needs at least two rows 'wavelength flux'")
+    wave, flux = data[:, 0], data[:, 1]
+    if not (np.all(np.isfinite(data)) and np.all(wave > 0) and np.all(flux >= 0)):
+        raise UserError(f"{path}: template wavelengths must be finite and > 0, fluxes finite and >= 0")
+    if not np.all(np.diff(wave) > 0):
+        raise UserError(f"{path}: template wavelengths must be strictly increasing")
+    return wave, flux
+
+
+#: Template family name of the shipped set (``load_family``).
+PACKAGE_FAMILY = "package"
+TEXT_SUFFIXES = (".dat", ".txt", ".sed", ".ascii")
+
+
+def load_family(spec=PACKAGE_FAMILY) -> ContinuumTemplates:
+    """Continuum templates of a family: the shipped set, a template FITS file or text templates.
+
+    Parameters
+    ----------
+    spec : str or path-like
+        ``"package"`` (the shipped kcorrect set), a FITS file as written by
+        :func:`build_template_file`, one text template (see :func:`read_text_template`) or a
+        directory of them (every ``*.dat``, ``*.txt``, ``*.sed``, ``*.ascii`` file, in name order,
+        named by file stem). Text templates are resampled by :func:`resample_templates` (emission
+        lines removed, median 1 over 4000-8000 A), so they must cover 4000-8000 A (rest).
+    """
+    if str(spec) == PACKAGE_FAMILY:
+        return load_templates()
+    path = Path(spec)
+    if not path.exists():
+        raise UserError(f"{path}: no such template file or directory")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+        if not files:
+            raise UserError(f"{path}: no template files ({', '.join('*' + s for s in TEXT_SUFFIXES)}) in this directory")
+    elif path.name.lower().endswith((".fits", ".fit", ".fits.gz")):
+        return load_templates(path)
+    else:
+        files = [path]
+    spectra = [read_text_template(p) for p in files]
+    for p, (wave, flux) in zip(files, spectra):
+        sel = (wave > 4000.0) & (wave < 8000.0)
+        if wave[0] > 4000.0 or wave[-1] < 8000.0 or not np.median(flux[sel]) > 0:
+            raise UserError(f"{p}: a template must cover 4000-8000 A (rest) with a positive median flux there")
+    return resample_templates([p.stem for p in files], *zip(*spectra))
+
+
 def build_template_file(out, source=None, step: float | None = None) -> Path:
     """Write the shipped template file from the ``kcorrect`` package (developer tool).
 
@@ -203,21 +297,13 @@ def build_template_file(out, source=None, step: float | None = None) -> Path:
         wave = np.asarray(table["wave"][0], dtype=np.float64)
         flux = np.asarray(table["flux"][0], dtype=np.float64)
     step = step or float(np.median(np.diff(np.log(wave))))
-    n = int(math.floor(math.log(REST_RANGE[1] / REST_RANGE[0]) / step)) + 1
-    grid = math.log(REST_RANGE[0]) + step * np.arange(n)
-    out_flux = []
-    for f in flux:
-        clean = remove_emission_lines(wave, f)
-        g = np.interp(grid, np.log(wave), clean)
-        sel = (grid > math.log(4000.0)) & (grid < math.log(8000.0))
-        out_flux.append(g / np.median(g[sel]))
-    out_flux = np.asarray(out_flux, dtype=np.float32)
-    hdu = fits.ImageHDU(out_flux, name="FLUX")
-    hdu.header["CRVAL1"] = (float(grid[0]), "ln(rest vacuum wavelength/A) of pixel 0")
+    tpl = resample_templates([f"kcorrect{i}" for i in range(len(flux))], [wave] * len(flux), flux, step)
+    hdu = fits.ImageHDU(tpl.flux.astype(np.float32), name="FLUX")
+    hdu.header["CRVAL1"] = (float(tpl.loglam[0]), "ln(rest vacuum wavelength/A) of pixel 0")
     hdu.header["CDELT1"] = (step, "step in ln(wavelength)")
     hdu.header["BUNIT"] = ("arbitrary", "f_lambda, median 1 over 4000-8000 A")
-    for i in range(len(out_flux)):
-        hdu.header[f"TNAME{i}"] = f"kcorrect{i}"
+    for i, name in enumerate(tpl.names):
+        hdu.header[f"TNAME{i}"] = name
     primary = fits.PrimaryHDU()
     primary.header["ORIGIN"] = "kcorrect v4 default templates (Blanton & Roweis 2007)"
     primary.header["LICENSE"] = "BSD-3-Clause (kcorrect)"
