@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from timing import commit
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = {"fit": 3001, "test": 3002}
@@ -74,13 +75,6 @@ def p_success(est: Path) -> np.ndarray:
     model = ReliabilityModel("classical")
     e = read_engine_output(est)
     return model.predict(e.log_pdf, e.grid, e.source)[:, model.classes.index("success")]
-
-
-def commit() -> str:
-    def git(*a):
-        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-    return git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def desi_rows(work: Path, shared: Path, cal) -> list[dict]:
