@@ -203,3 +203,37 @@ def test_error_statistics_over_a_subset():
     assert np.isclose(ok_rows[0]["err/CRB_median"], 0.5) and np.isclose(ok_rows[1]["median_abs"], 1.5)
     none = error_rows("fit", truth, est, ["r0"], None, 1.0, keep=np.zeros(3, bool), subset="converged")
     assert none[0]["n"] == 0 and np.isnan(none[0]["median_abs"])
+
+
+def test_evaluation_fits_resume_after_an_interruption(tmp_path):
+    """psf evaluate's fit cache is written batch by batch: a rerun fits only what is missing."""
+    from astrolearn.psf.evaluate import _cached_fit
+
+    inst = circular(npix=64)
+    _, _, images = _noiseless(inst, 6, 11)
+    weights = np.ones_like(images) / images.max() ** 2
+    fitter = PsfFitter(inst, fit_static=False, batch=2, max_iter=20)
+    whole, _ = _cached_fit(fitter, images, weights, None, tmp_path / "whole.npz", progress=False)
+
+    calls, stop_at = [], [2]
+    real_fit = fitter.fit
+
+    def interrupted(images, *args, **kwargs):
+        calls.append(len(images))
+        if len(calls) in stop_at:
+            raise InterruptedError  # stands for Ctrl-C or a job killed mid-evaluation
+        return real_fit(images, *args, **kwargs)
+
+    fitter.fit = interrupted
+    with pytest.raises(InterruptedError):
+        _cached_fit(fitter, images, weights, None, tmp_path / "cache.npz", progress=False)
+    calls.clear()
+    stop_at.clear()
+    resumed, seconds = _cached_fit(fitter, images, weights, None, tmp_path / "cache.npz", progress=False)
+    assert calls == [2, 2] and seconds > 0  # the first batch came from the cache
+    for name in fitter.names:
+        np.testing.assert_array_equal(resumed[name], whole[name])
+    assert list(resumed["status"]) == list(whole["status"])
+    calls.clear()
+    _cached_fit(fitter, images, weights, None, tmp_path / "cache.npz", progress=False)
+    assert calls == []  # complete: nothing refitted

@@ -243,9 +243,13 @@ def _cached_fit(fitter, images, weights, initial, cache: Path, progress: bool, p
     ``prior``: ``initial`` (with its ``_err`` columns) is also the fit's Gaussian prior (hybrid).
 
     Fits take seconds per PSF: rerunning an evaluation (e.g. with a newly trained CNN) must not
-    redo the ones whose inputs (images, weights, starting point, fitter settings) have not changed.
+    redo the ones whose inputs (images, weights, starting point, fitter settings) have not changed,
+    and an interrupted one resumes: the cache is rewritten after each of the fitter's batches (the
+    batches of a one-shot fit, so the table is the same).
     """
     import hashlib
+
+    from tqdm import tqdm
 
     from .fit import MAX_LOG_STEP, PRIOR_PARAMS
 
@@ -257,20 +261,33 @@ def _cached_fit(fitter, images, weights, initial, cache: Path, progress: bool, p
     if prior:
         h.update(repr(PRIOR_PARAMS).encode())
     digest = h.hexdigest()
+    n = len(images)
+    values, status, seconds = np.full((n, len(fitter.names)), np.nan), np.full(n, "", dtype=object), 0.0
+    done = 0
     if cache.is_file():
         with np.load(cache) as c:
-            if str(c["digest"]) == digest and "status" in c.files:  # caches made before the status: refit
-                table = {n: c["values"][:, i] for i, n in enumerate(fitter.names)}
-                return dict(table, status=c["status"].astype(str)), float(c["seconds"])
-    t0 = time.perf_counter()
-    table = fitter.fit(images, weights, progress=progress, initial=initial,
-                       prior=initial if prior else None).table()
-    seconds = (time.perf_counter() - t0) / len(images)
-    tmp = cache.with_name(cache.name + ".tmp.npz")
-    np.savez(tmp, digest=digest, seconds=seconds, values=np.stack([table[n] for n in fitter.names], axis=1),
-             status=np.asarray(table["status"], dtype=str))
-    tmp.replace(cache)
-    return table, seconds
+            if str(c["digest"]) == digest and "done" in c.files:  # older caches (no "done"): refit
+                done, seconds = int(c["done"]), float(c["seconds"]) * int(c["done"])
+                values[:done], status[:done] = c["values"][:done], c["status"][:done]
+    bar = tqdm(total=n, initial=done, desc=f"fit {cache.stem}", unit="PSF", disable=not progress or done == n)
+    while done < n:
+        part = slice(done, min(done + fitter.batch, n))
+        start = None if initial is None else {k: np.asarray(v)[part] for k, v in initial.items()}
+        t0 = time.perf_counter()
+        table = fitter.fit(images[part], weights[part], progress=False, initial=start,
+                           prior=start if prior else None).table()
+        seconds += time.perf_counter() - t0
+        values[part] = np.stack([table[k] for k in fitter.names], axis=1)
+        status[part] = table["status"]
+        done = part.stop
+        tmp = cache.with_name(cache.name + ".tmp.npz")
+        np.savez(tmp, digest=digest, seconds=seconds / done, done=done, values=values,
+                 status=np.asarray(status, dtype=str))
+        tmp.replace(cache)
+        bar.update(part.stop - part.start)
+    bar.close()
+    table = {k: values[:, i] for i, k in enumerate(fitter.names)}
+    return dict(table, status=np.asarray(status, dtype=str)), seconds / max(n, 1)
 
 
 def _plots(out_dir: Path, truth: dict, results: dict, names: list[str], test_set: str) -> None:
