@@ -52,6 +52,7 @@ def register(sub) -> None:
     p.add_argument("--compare", choices=["lsq", "none"], default="lsq")
     p.add_argument("--n-fit", type=positive_int, default=50,
                    help="least squares on the first N measurements only (about a second each on a CPU core)")
+    _add_lsq_args(p)
     p.add_argument("--out", required=True, help="report directory")
     p.add_argument("--overwrite", action="store_true")
     add_progress_flag(p)
@@ -210,7 +211,7 @@ def cmd_evaluate(args) -> int:
     out = Path(args.out)
     check_new_output(out / "report.md", args.overwrite)
     report = evaluate(args.model, args.data, out, compare=args.compare == "lsq", n_fit=args.n_fit,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, lsq_options={"starts": args.starts, "max_iter": args.max_iter})
     print(f"wrote {report}")
     return 0
 

@@ -27,8 +27,12 @@ def error_stats(optics, estimate: np.ndarray, truth: np.ndarray, std: np.ndarray
     return out
 
 
-def evaluate(model, data, out, compare: bool = True, n_fit: int = 50, progress: bool = True) -> Path:
-    """Write ``out/report.md`` and ``out/metrics.json``; returns the report's path."""
+def evaluate(model, data, out, compare: bool = True, n_fit: int = 50, progress: bool = True,
+             lsq_options: dict | None = None) -> Path:
+    """Write ``out/report.md`` and ``out/metrics.json``; returns the report's path.
+
+    ``lsq_options``: ``starts``, ``max_iter`` of :class:`~astrolearn.cophasing.fit.LsqFitter`.
+    """
     from ..io.shards import list_shards, read_shard
     from ..io.tables import write_run_config
     from .fit import LsqFitter
@@ -48,7 +52,7 @@ def evaluate(model, data, out, compare: bool = True, n_fit: int = 50, progress: 
                "cnn": {**error_stats(estimator.optics, cnn, truth, cnn_std), "seconds_per_estimate": cnn_s}}
     if compare:
         k = min(n_fit, len(images))
-        fitter = LsqFitter.from_meta(estimator.meta)
+        fitter = LsqFitter.from_meta(estimator.meta, **(lsq_options or {}))
         start = time.perf_counter()
         fit = fitter.fit(images[:k], progress=progress)
         metrics["lsq"] = {**error_stats(estimator.optics, fit.modes, truth[:k], fit.std),

@@ -97,9 +97,9 @@ class CophaseEstimator:
                             "(channels: in focus then defocused)")
 
     def estimate(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """Modes and standard deviations (N, n_modes) [nm] from images (N, C, npix, npix) [e-]."""
+        """Modes (common piston removed) and standard deviations (N, n_modes) [nm] from images (N, C, npix, npix) [e-]."""
         out = self.model.predict(self.transform(images), batch_size=batch_size)
-        return out["mean"].astype(np.float64), out["std"].astype(np.float64)
+        return observable(out["mean"]), out["std"].astype(np.float64)
 
 
 def train_cophase(data_dir, out_dir, config=None, *, resume=False, overwrite=False, overrides=(),

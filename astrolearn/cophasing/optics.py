@@ -277,7 +277,7 @@ class Optics:
         amp = torch.as_tensor(self.pupil(), dtype=dtype, device=device)
         lam = torch.as_tensor(self.wavelengths_nm, dtype=dtype, device=device)
         phase = opd[:, :, None] * (2 * math.pi / lam)[:, None, None]  # (B, C, L, n, n)
-        pupil_field = torch.polar(amp.expand_as(phase), phase)
+        pupil_field = torch.complex(amp * torch.cos(phase), amp * torch.sin(phase))
         e = mats @ pupil_field @ mats.transpose(-1, -2)  # (B, C, L, nq, nq)
         img = ((e.real ** 2 + e.imag ** 2) * scale[:, None, None]).sum(2)
         q = self.oversample
