@@ -136,7 +136,8 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _outputs(args, names: list[str]) -> list[Path]:
+def _outputs(args) -> list[Path]:
+    """The CSV and its ``.config.yaml``, refused if they exist (before any work)."""
     from ..io.shards import check_new_output
 
     out = check_new_output(args.out, args.overwrite)
@@ -147,7 +148,7 @@ def _write_table(args, modes, std, extra: dict, names, config: dict) -> None:
     from .. import __version__
     from ..io.tables import write_csv, write_run_config
 
-    out, cfg = _outputs(args, names)
+    out, cfg = _outputs(args)
     columns = {"index": list(range(len(modes)))}
     for j, name in enumerate(names):
         columns[name] = modes[:, j]
@@ -161,11 +162,13 @@ def _write_table(args, modes, std, extra: dict, names, config: dict) -> None:
 def cmd_predict(args) -> int:
     import time
 
+    import numpy as np
+
     from .data import load_images
     from .learn import CophaseEstimator
 
     estimator = CophaseEstimator(args.model)
-    _outputs(args, estimator.optics.names)  # refuse before any work
+    _outputs(args)
     images = load_images(args.input, estimator.optics)
     estimator.check(images, args.input)
     start = time.perf_counter()
@@ -175,7 +178,7 @@ def cmd_predict(args) -> int:
     _write_table(args, modes, std, {"wfe_nm": wfe}, estimator.optics.names,
                  {"command": "cophase predict", "model": str(estimator.dir.resolve()),
                   "optics": estimator.optics.to_dict(), "seconds_per_image": elapsed / len(images)})
-    print(f"{len(images)} measurement(s) in {elapsed:.3f} s; estimated WFE median {float(_median(wfe)):.1f} nm RMS; "
+    print(f"{len(images)} measurement(s) in {elapsed:.3f} s; estimated WFE median {float(np.median(wfe)):.1f} nm RMS; "
           f"wrote {args.out}")
     return 0
 
@@ -189,7 +192,7 @@ def cmd_fit(args) -> int:
 
     meta = CophaseEstimator.read_meta(locate_model(args.model))
     fitter = LsqFitter.from_meta(meta, starts=args.starts, max_iter=args.max_iter)
-    _outputs(args, fitter.optics.names)
+    _outputs(args)
     images = load_images(args.input, fitter.optics)
     fitter.check(images, args.input)
     start = time.perf_counter()
@@ -221,9 +224,3 @@ def cmd_loop(args) -> int:
 
     run_loop_command(args)
     return 0
-
-
-def _median(values):
-    import numpy as np
-
-    return np.median(values)
