@@ -1,0 +1,1 @@
+"""Petal cophasing of a deployable segmented telescope (AZIMOV): optics, estimators, closed loop."""
