@@ -6,6 +6,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the checkout's package, not another installed copy
+# ... also in the kernels that execute the notebooks
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 import astrolearn  # noqa: E402
@@ -33,17 +35,18 @@ napoleon_use_ivar = True
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_default_options = {"show-inheritance": True}
+# Lightning's own docstrings (inherited by the data modules) use roles of its documentation.
+autodoc_inherit_docstrings = False
 
 myst_enable_extensions = ["dollarmath"]
 myst_heading_anchors = 3
 
 html_theme = "alabaster"
 html_title = f"astrolearn {release}"
-# Lightning's own docstrings (inherited by the data modules) use roles of its documentation.
-autodoc_inherit_docstrings = False
 
 # Notebooks: executed at build time at their tiny size (a minute in all), so that the pages show
-# their figures and a notebook that breaks fails the build.
+# their figures and a notebook that breaks fails the build (ASTROLEARN_DOCS_EXECUTE=off: a quick
+# build without outputs).
 os.environ.setdefault("ASTROLEARN_NB_SMALL", "1")
 nb_execution_mode = os.environ.get("ASTROLEARN_DOCS_EXECUTE", "force")
 nb_execution_in_temp = True  # outputs go to a temporary directory, not next to the notebooks
