@@ -14,7 +14,9 @@ Classes (:data:`CLASSES`), drawn with the probabilities ``fractions``:
   (NISP: the SpeX M/L/T dwarfs, or with probability ``hot_star_fraction`` a Basel Sun/Vega
   spectrum re-coloured to T_eff log-uniform in 3500-30000 K; optical: the Basel pair only),
   radial velocity uniform in +-``rv_max`` km/s, Calzetti reddening E(B-V) in 0-0.3, LSF;
-- QSO: :mod:`astrolearn.spectra.qso` at z uniform in ``qso_zrange``, IGM included, LSF.
+- QSO: :mod:`astrolearn.spectra.qso` at z uniform in ``qso_zrange`` plus a host galaxy (a
+  continuum of the galaxy simulator's templates, 0-``host_max`` times the quasar's continuum at
+  5100 A rest), IGM included, LSF.
 
 Stars and quasars get an AB magnitude (of the mean f_nu over the window, before the IGM)
 uniform in ``mag_range``. Truth columns (:data:`TRUTH_COLUMNS`): ``label`` (index in
@@ -35,7 +37,7 @@ from ..errors import UserError
 from ..io.shards import SHARD_PATTERN, write_shard
 from ..redshift.simulate import NispConfig, prepare_output
 from ..redshift.simulate import simulate_batch as simulate_galaxies
-from ..redshift.templates import FWHM_SIGMA, calzetti_klambda
+from ..redshift.templates import FWHM_SIGMA, PACKAGE_FAMILY, calzetti_klambda, load_family
 from . import qso, stars as starlib
 
 CLASSES = ("GALAXY", "STAR", "QSO")
@@ -73,6 +75,9 @@ class SpectraConfig:
         Galaxy redshift range (default: the grid's).
     rv_max : float
         Stellar radial velocities are uniform in +-rv_max [km/s].
+    host_max : float
+        Quasars get a host galaxy (a shipped galaxy continuum) of f_host times their own
+        continuum at 5100 A (rest), f_host uniform in 0-host_max.
     hot_star_fraction : float
         Share of stars drawn from the re-coloured Basel spectra where the SpeX ones cover the grid.
     noise : float, optional
@@ -90,6 +95,7 @@ class SpectraConfig:
     galaxy_zrange: list | None = None
     rv_max: float = 300.0
     hot_star_fraction: float = 0.3
+    host_max: float = 1.0
     noise: float | None = None
     truncate_fraction: float = 0.2
     shard_size: int = 1000
@@ -111,6 +117,8 @@ class SpectraConfig:
             raise UserError("--rv-max must be in [0, 3000] km/s")
         if not (0 <= self.truncate_fraction <= 1):
             raise UserError("--truncate-fraction must be in [0, 1]")
+        if not (0 <= self.host_max <= 10):
+            raise UserError("--host-max must be in [0, 10]")
         if not (0 <= self.hot_star_fraction <= 1):
             raise UserError("--hot-star-fraction must be in [0, 1]")
         if self.shard_size < 1:
@@ -204,6 +212,13 @@ def simulate_qsos(cfg: SpectraConfig, rng, n):
     mags = rng.uniform(*cfg.mags, n)
     rest = wave[None, :] / (1 + z[:, None])
     cont, lines = qso.qso_rest_model(rest, rng, n, 1.0 / (gcfg.resolution * FWHM_SIGMA))
+    # host galaxy: a galaxy continuum of f_host x the quasar continuum at 5100 A (rest)
+    hosts = load_family(PACKAGE_FAMILY).smoothed(1.0 / (gcfg.resolution * FWHM_SIGMA))
+    pick = rng.integers(0, len(hosts.names), n)
+    f_host = rng.uniform(0.0, cfg.host_max, n)
+    host = np.take_along_axis(hosts.at_wavelengths(rest), pick[:, None, None], axis=2)[:, :, 0]
+    at = hosts.at_wavelengths(np.full(n, 5100.0))[np.arange(n), pick]
+    cont = cont + host * (f_host * qso.continuum(np.full((n, 1), 5100.0), qso.ALPHA_BLUE)[:, 0] / at)[:, None]
     scale = 10 ** (-0.4 * (mags - ab_mag(wave, cont)))[:, None]
     igm = qso.igm_transmission(wave, z, rng)
     cont, lines = cont * scale * igm, lines * scale * igm
