@@ -100,6 +100,7 @@ def write_reports(out: Path, results: dict, truth: dict, prefix: str = "") -> li
             ax.set_xlabel("continuum S/N per pixel" if quantity == "snr_cont" else "AB magnitude")
             if quantity == "snr_cont":
                 ax.set_xscale("symlog", linthresh=1)
+                ax.set_xlim(0, 45)
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(files[3], dpi=80)
@@ -135,7 +136,7 @@ def evaluate(data, out, model=None, overwrite: bool = False) -> dict:
         raise UserError(f"{out}: holds evaluation files (use --overwrite to replace them)")
     shards = list_shards(data)
     truth = read_truth(shards)
-    clf, probs, tids, _ = classify_input(data, model)
+    clf, probs, tids = classify_input(data, model)
     out.mkdir(parents=True, exist_ok=True)
     pred = probs.argmax(axis=1)
     files = [write_classes(out / "classes.csv", probs, tids, clf.classes)]

@@ -13,18 +13,17 @@ COLUMNS = ("targetid", "class", "p_galaxy", "p_star", "p_qso")
 
 
 def classify_input(input_path, model=None, chunk_size: int = 4096):
-    """Probabilities (N, 3), targetids (N,) and truth dict of every spectrum of an input, in order."""
+    """The classifier, probabilities (N, 3) and targetids (N,) of every spectrum of an input, in order."""
     from ..redshift import io as rio
     from .classifier import SpectraClassifier
 
     clf = SpectraClassifier(model)
-    probs, tids, truth = [], [], []
+    probs, tids = [], []
     for ch in rio.open_input(input_path, chunk_size):
         sp = ch.load()
         probs.append(clf.predict(sp.wave, sp.flux, sp.ivar, where=str(ch.source)))
         tids.append(sp.targetid)
-        truth.append(sp.truth)
-    return clf, np.concatenate(probs), np.concatenate(tids), truth
+    return clf, np.concatenate(probs), np.concatenate(tids)
 
 
 def write_classes(path, probs, targetid, classes) -> Path:
@@ -47,7 +46,7 @@ def predict(input_path, out, model=None, overwrite: bool = False) -> dict:
         raise UserError(f"{dest}: already exists (use --overwrite to replace it)")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")
-    clf, probs, tids, _ = classify_input(input_path, model)
+    clf, probs, tids = classify_input(input_path, model)
     out.mkdir(parents=True, exist_ok=True)
     write_classes(dest, probs, tids, clf.classes)
     counts = {c: int(np.sum(probs.argmax(axis=1) == i)) for i, c in enumerate(clf.classes)}

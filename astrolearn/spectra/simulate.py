@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
 from ..io.shards import SHARD_PATTERN, write_shard
+from ..redshift.simulate import TRUTH_COLUMNS as GALAXY_COLUMNS
 from ..redshift.simulate import NispConfig, prepare_output
 from ..redshift.simulate import simulate_batch as simulate_galaxies
 from ..redshift.templates import FWHM_SIGMA, PACKAGE_FAMILY, calzetti_klambda, load_family
@@ -248,9 +250,7 @@ def simulate_batch(cfg: SpectraConfig, rng: np.random.Generator, n: int, first_i
     gal = np.flatnonzero(label == 0)
     if len(gal):
         f, s, p = simulate_galaxies(gcfg, rng, len(gal))
-        from ..redshift.simulate import TRUTH_COLUMNS as GAL_COLUMNS
-
-        g = dict(zip(GAL_COLUMNS, p.T))
+        g = dict(zip(GALAXY_COLUMNS, p.T))
         flux[gal], noise[gal] = f, s
         cols["z"][gal] = g["z"]
         cols["mag"][gal] = ab_mag(wave, np.broadcast_to(g["cont_level"][:, None], f.shape))
@@ -290,8 +290,6 @@ def simulate(out, n: int, seed: int = 0, cfg: SpectraConfig | None = None, overw
     -------
     list of Path
     """
-    from pathlib import Path
-
     from tqdm import tqdm
 
     cfg = cfg or SpectraConfig()

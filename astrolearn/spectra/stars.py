@@ -110,9 +110,10 @@ def build_star_file(out=STAR_FILE) -> Path:
     """Write the stellar library file from the installed ``splat`` and ``kcorrect`` (developer tool)."""
     from astropy.io import fits
 
+    import importlib.util
+
     try:
         import kcorrect
-        import importlib.util
 
         spec = importlib.util.find_spec("splat")  # not imported: splat needs pandas at import
         if spec is None:

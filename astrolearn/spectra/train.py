@@ -8,6 +8,7 @@ binned inputs, trained on the same training split; pickle: load only files you m
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -57,7 +58,6 @@ def binned(x: np.ndarray, bins: int = RF_BINS) -> np.ndarray:
 def read_inputs(shards):
     """All network inputs (N, 2, M) and labels (N,) of a list of shards (in order)."""
     import h5py
-    import json
 
     xs, ys = [], []
     for p in shards:
@@ -116,7 +116,7 @@ def train_classifier(shards, out_dir, *, config=DEFAULT_CONFIG, overrides=(), re
                "data": [str(p) for p in shards[:1]] + ([f"... {len(shards)} shards"] if len(shards) > 1 else [])}
     if baseline:
         summary["rf_val_accuracy"] = train_rf(shards, data.train_indices, data.val_indices, out_dir / RF_FILE)
-    (out_dir / METADATA_FILE).write_text(__import__("json").dumps(model_metadata(grid, calibration, summary), indent=1))
+    (out_dir / METADATA_FILE).write_text(json.dumps(model_metadata(grid, calibration, summary), indent=1))
     return summary
 
 
