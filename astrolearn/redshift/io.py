@@ -379,8 +379,8 @@ def read_shard_spectra(path, start: int = 0, count: int | None = None) -> Spectr
 
     path = Path(path)
     meta = read_meta(path)
-    if meta.get("domain") not in (None, "redshift"):
-        raise UserError(f"{path}: shard of domain {meta.get('domain')!r}, expected 'redshift'")
+    if meta.get("domain") not in (None, "redshift", "spectra"):
+        raise UserError(f"{path}: shard of domain {meta.get('domain')!r}, expected 'redshift' or 'spectra'")
     try:
         with h5py.File(path, "r") as f:
             if "flux" not in f:

@@ -281,6 +281,38 @@ def _run_description(cfg: NispConfig, n: int, seed: int) -> dict:
     return {"kind": "astrolearn.redshift.simulate", "n": int(n), "seed": int(seed), "config": conf}
 
 
+def prepare_output(out: Path, desc: dict, paths: list[Path], overwrite: bool) -> None:
+    """Make ``out`` ready for the shards ``paths`` of the simulation ``desc`` (resume or replace).
+
+    An existing directory is resumed when its ``simulation.json`` equals ``desc``, refused
+    otherwise (or when complete) unless ``overwrite``, which deletes its shards and manifest.
+    """
+    manifest = out / "simulation.json"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if overwrite:
+            for p in list(out.glob("shard-*.h5")) + [manifest]:
+                if p.exists():
+                    p.unlink()
+        else:
+            if not manifest.exists():
+                raise UserError(f"{out}: already exists (use --overwrite to replace it)")
+            try:
+                old = json.loads(manifest.read_text())
+            except (OSError, json.JSONDecodeError):
+                raise UserError(f"{out}: unreadable simulation.json (use --overwrite to replace it)") from None
+            if old != json.loads(json.dumps(desc)):
+                raise UserError(f"{out}: holds a different simulation (use --overwrite to replace it)")
+            if all(p.exists() for p in paths):
+                raise UserError(f"{out}: already exists and is complete (use --overwrite to replace it)")
+    out.mkdir(parents=True, exist_ok=True)
+    if not manifest.exists():
+        tmp = manifest.with_name(".simulation.json.tmp")
+        tmp.write_text(json.dumps(desc, indent=1, sort_keys=True))
+        tmp.replace(manifest)
+
+
 def simulate(out, n: int, seed: int = 0, cfg: NispConfig | None = None, overwrite: bool = False,
              progress: bool = True) -> list[Path]:
     """Simulate ``n`` spectra into shards ``out/shard-00000.h5``, ...
@@ -316,30 +348,7 @@ def simulate(out, n: int, seed: int = 0, cfg: NispConfig | None = None, overwrit
     desc = _run_description(cfg, n, seed)
     nshards = -(-n // cfg.shard_size)
     paths = [out / SHARD_PATTERN.format(i) for i in range(nshards)]
-    manifest = out / "simulation.json"
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if overwrite:
-            for p in list(out.glob("shard-*.h5")) + [manifest]:
-                if p.exists():
-                    p.unlink()
-        else:
-            if not manifest.exists():
-                raise UserError(f"{out}: already exists (use --overwrite to replace it)")
-            try:
-                old = json.loads(manifest.read_text())
-            except (OSError, json.JSONDecodeError):
-                raise UserError(f"{out}: unreadable simulation.json (use --overwrite to replace it)") from None
-            if old != json.loads(json.dumps(desc)):
-                raise UserError(f"{out}: holds a different simulation (use --overwrite to replace it)")
-            if all(p.exists() for p in paths):
-                raise UserError(f"{out}: already exists and is complete (use --overwrite to replace it)")
-    out.mkdir(parents=True, exist_ok=True)
-    if not manifest.exists():
-        tmp = manifest.with_name(".simulation.json.tmp")
-        tmp.write_text(json.dumps(desc, indent=1, sort_keys=True))
-        tmp.replace(manifest)
+    prepare_output(out, desc, paths, overwrite)
     todo = [i for i, p in enumerate(paths) if not p.exists()]
     for i in tqdm(todo, desc="simulate", unit="shard", disable=not progress):
         rng = np.random.default_rng([int(seed), i])

@@ -1,0 +1,1 @@
+"""Star / galaxy / quasar classification of spectra: simulator, CNN, baselines (``astrolearn spectra``)."""
