@@ -249,7 +249,8 @@ def cmd_train(args) -> int:
         from .learn import train_psf
 
         trainer = train_psf(args.data, args.config, args.out, **common)
-    print(f"best checkpoint: {trainer.checkpoint_callback.best_model_path}")
+    if trainer.global_rank == 0:  # under DDP every rank returns here
+        print(f"best checkpoint: {trainer.checkpoint_callback.best_model_path}")
     return 0
 
 

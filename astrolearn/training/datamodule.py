@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import lightning as L
@@ -26,8 +27,8 @@ class ShardDataModule(L.LightningDataModule):
         Samples per batch and process.
     val_fraction : float
         Share of the samples held out for validation, in (0, 1).
-    num_workers : int
-        Data-loader worker processes per training process.
+    num_workers : int or "auto"
+        Data-loader worker processes per training process; ``"auto"``: :func:`auto_workers`.
     seed : int
         Seed of the split and of the shuffling order.
 
@@ -42,12 +43,12 @@ class ShardDataModule(L.LightningDataModule):
 
     def __init__(self, shards, inputs: str | Sequence[str], target_fn: TargetFn, *,
                  target_names: Sequence[str] | None = None, transform: Callable | None = None,
-                 batch_size: int = 64, val_fraction: float = 0.1, num_workers: int = 0, seed: int = 0):
+                 batch_size: int = 64, val_fraction: float = 0.1, num_workers: int | str = 0, seed: int = 0):
         super().__init__()
         if not _is_int(batch_size) or batch_size < 1:
             raise UserError(f"data.batch_size must be a positive integer, not {batch_size!r}")
-        if not _is_int(num_workers) or num_workers < 0:
-            raise UserError(f"data.num_workers must be an integer >= 0, not {num_workers!r}")
+        if num_workers != "auto" and (not _is_int(num_workers) or num_workers < 0):
+            raise UserError(f"data.num_workers must be an integer >= 0 or auto, not {num_workers!r}")
         if not 0 < val_fraction < 1:
             raise UserError(f"data.val_fraction must be in (0, 1), not {val_fraction!r}")
         self.dataset = ShardDataset(shards, inputs, target_fn, transform)
@@ -89,8 +90,33 @@ class ShardDataModule(L.LightningDataModule):
 
     def _loader(self, subset, sampler) -> DataLoader:
         on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
-        return DataLoader(subset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=on_gpu)
+        workers = self.num_workers
+        if workers == "auto":
+            local = self.trainer.num_devices if self.trainer is not None else 1
+            workers = auto_workers(on_gpu, local)
+        # Pinned memory: asynchronous copies to the GPU; persistent workers: no restart per epoch.
+        return DataLoader(subset, batch_size=self.batch_size, sampler=sampler, num_workers=workers,
+                          persistent_workers=workers > 0, pin_memory=on_gpu)
+
+
+def auto_workers(on_gpu: bool, processes_per_node: int = 1) -> int:
+    """Data-loader workers per training process chosen from the CPU cores this process may use.
+
+    On a GPU, loading (HDF5 reads, the input transform) is the bottleneck: every core of the
+    process's share but one (which feeds the GPU), at most 8. On CPU the training takes the
+    cores: one worker overlaps the reads with it, given 2 cores or more. The share is the
+    cores of this process (``sched_getaffinity``: SLURM's ``--cpus-per-task`` where the
+    cluster binds tasks to cores), or at most ``SLURM_CPUS_PER_TASK``, divided among the
+    ``processes_per_node`` training processes where they all see the same cores.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        cores = min(cores, int(os.environ["SLURM_CPUS_PER_TASK"]))
+    elif processes_per_node > 1:
+        cores //= processes_per_node
+    if on_gpu:
+        return max(0, min(8, cores - 1))
+    return 1 if cores >= 2 else 0
 
 
 def _is_int(value) -> bool:

@@ -239,9 +239,9 @@ def _say_why_stopped(trainer, best_checkpoint) -> None:
 def _quiet_lightning():
     """Raise Lightning's loggers to WARNING (banner, tips, summaries off) for the block.
 
-    Two warnings that say nothing about the user's run are dropped too: Lightning's own use of a
-    deprecated torch API, and per-step logging that small data sets cannot fill (the metrics are
-    logged per epoch as well).
+    Three warnings that say nothing about the user's run are dropped too: Lightning's own use of a
+    deprecated torch API, per-step logging that small data sets cannot fill (the metrics are
+    logged per epoch as well), and srun being installed (a SLURM login node) but not used.
     """
     saved = {name: logging.getLogger(name).level for name in _LIGHTNING_LOGGERS}
     try:
@@ -249,6 +249,8 @@ def _quiet_lightning():
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
             warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the "
                                     r"logging interval")
+            # On a SLURM login node without srun: a run of its own (astrolearn submit adds srun).
+            warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
             for name in _LIGHTNING_LOGGERS:
                 logging.getLogger(name).setLevel(logging.WARNING)
             yield

@@ -1,0 +1,75 @@
+"""What a training takes from the machine and from SLURM, without a cluster: loader workers,
+learning-rate scaling, and a requeued job resuming its own run."""
+
+import pytest
+import torch
+from test_training import regression_setup, tiny_config, write_dataset
+
+from astrolearn.errors import UserError
+from astrolearn.training import fit
+from astrolearn.training.datamodule import auto_workers
+from astrolearn.training.optim import scaled_lr
+
+
+@pytest.mark.parametrize("on_gpu, cores, per_node, slurm_cpus, expected", [
+    (True, 16, 1, None, 8),   # at most 8
+    (True, 4, 1, None, 3),    # one core feeds the GPU
+    (True, 16, 4, None, 3),   # 4 processes share the node's 16 cores
+    (True, 64, 4, "3", 2),    # SLURM's --cpus-per-task
+    (True, 1, 1, None, 0),
+    (False, 2, 1, None, 1),   # CPU: one worker overlaps reading with training
+    (False, 1, 1, None, 0),
+])
+def test_auto_workers(monkeypatch, on_gpu, cores, per_node, slurm_cpus, expected):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    if slurm_cpus:
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", slurm_cpus)
+    assert auto_workers(on_gpu, per_node) == expected
+
+
+def test_scaled_lr():
+    cfg = {"lr": 1e-3, "lr_scaling": "none", "lr_batch": None}
+    assert scaled_lr(cfg, 64, 256) == 1e-3
+    assert scaled_lr({**cfg, "lr_scaling": "linear"}, 64, 256) == pytest.approx(4e-3)
+    assert scaled_lr({**cfg, "lr_scaling": "sqrt"}, 64, 256) == pytest.approx(2e-3)
+    assert scaled_lr({**cfg, "lr_scaling": "linear", "lr_batch": 128}, 64, 256) == pytest.approx(2e-3)
+    with pytest.raises(UserError, match="optimizer.lr_scaling must be one of none, sqrt, linear, not 'cubic'"):
+        scaled_lr({**cfg, "lr_scaling": "cubic"}, 64, 256)
+    with pytest.raises(UserError, match="optimizer.lr_batch must be a positive integer"):
+        scaled_lr({**cfg, "lr_scaling": "linear", "lr_batch": 0.5}, 64, 256)
+
+
+def test_trainer_uses_the_scaled_lr_and_auto_workers(tmp_path):
+    data_dir = write_dataset(tmp_path / "data")
+    config = tiny_config({"type": "regression"}, optimizer={"lr": 0.01, "lr_scaling": "linear"},
+                         trainer={"max_epochs": 1, "accumulate_grad_batches": 2}, data={"num_workers": "auto"})
+    config, data, module = regression_setup(data_dir, config)
+    trainer = fit(config, data, module, tmp_path / "run")
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.02)  # 2 batches per step
+    assert trainer.train_dataloader.num_workers == auto_workers(False)
+
+
+def test_bad_num_workers_is_refused(tmp_path):
+    data_dir = write_dataset(tmp_path / "data")
+    with pytest.raises(UserError, match="data.num_workers must be an integer >= 0 or auto, not 'many'"):
+        regression_setup(data_dir, tiny_config({"type": "regression"}, data={"num_workers": "many"}))
+
+
+def test_requeued_job_resumes_its_own_run(tmp_path, monkeypatch):
+    data_dir = write_dataset(tmp_path / "data")
+    config, data, module = regression_setup(data_dir, tiny_config({"type": "regression"}, trainer={"max_epochs": 1}))
+    fit(config, data, module, tmp_path / "run")
+    steps = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    # The same command again, as SLURM restarts it after a requeue: no --resume, no refusal.
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    config, data, module = regression_setup(data_dir, tiny_config({"type": "regression"}, trainer={"max_epochs": 2}))
+    fit(config, data, module, tmp_path / "run")
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2 * steps
+    assert len(list((tmp_path / "run" / "csv").glob("version_*"))) == 2
+    # Requeued before its first checkpoint: it starts over in the directory it had begun.
+    config, data, module = regression_setup(data_dir, tiny_config({"type": "regression"}, trainer={"max_epochs": 1}))
+    (tmp_path / "early" / "csv").mkdir(parents=True)
+    (tmp_path / "early" / "config.yaml").write_text("{}")
+    fit(config, data, module, tmp_path / "early")
+    assert (tmp_path / "early" / "checkpoints" / "last.ckpt").is_file()
