@@ -73,3 +73,36 @@ def test_requeued_job_resumes_its_own_run(tmp_path, monkeypatch):
     (tmp_path / "early" / "config.yaml").write_text("{}")
     fit(config, data, module, tmp_path / "early")
     assert (tmp_path / "early" / "checkpoints" / "last.ckpt").is_file()
+
+
+class _Preempted(Exception):
+    pass
+
+
+def test_mid_epoch_checkpoint_resumes_the_same_training(tmp_path, monkeypatch):
+    """As SLURM's SIGUSR1 handler does: a checkpoint in the middle of an epoch, then the job dies."""
+    import lightning as L
+
+    class SaveThenDie(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if trainer.global_step == 7:  # epoch 1, batch 2 of 5
+                trainer.save_checkpoint(tmp_path / "cut" / "checkpoints" / "hpc_ckpt_1.ckpt")
+                raise _Preempted
+
+    data_dir = write_dataset(tmp_path / "data")
+    sgd = {"name": "sgd", "lr": 0.01, "momentum": 0.0}
+    setup = lambda: regression_setup(data_dir, tiny_config({"type": "regression"}, optimizer=sgd,  # noqa: E731
+                                                           trainer={"max_epochs": 3}, data={"num_workers": 0}))
+    config, data, straight = setup()
+    fit(config, data, straight, tmp_path / "straight")
+    config, data, module = setup()
+    with pytest.raises(_Preempted):
+        fit(config, data, module, tmp_path / "cut", callbacks=[SaveThenDie()])
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    config, data, resumed = setup()
+    fit(config, data, resumed, tmp_path / "cut")
+    last = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 15 and last["epoch"] == 2
+    # The batches left of epoch 1 were those of the uninterrupted run: the same weights.
+    for name, value in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 
@@ -81,7 +82,9 @@ class ShardDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         train = Subset(self.dataset, self.train_indices)
-        sampler = DistributedSampler(train, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+        sampler = ResumingSampler(train, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+        sampler.batches_done = lambda n_batches: batches_done(self.trainer, n_batches)
+        sampler.batch_size = self.batch_size
         return self._loader(train, sampler)
 
     def val_dataloader(self) -> DataLoader:
@@ -97,6 +100,35 @@ class ShardDataModule(L.LightningDataModule):
         # Pinned memory: asynchronous copies to the GPU; persistent workers: no restart per epoch.
         return DataLoader(subset, batch_size=self.batch_size, sampler=sampler, num_workers=workers,
                           persistent_workers=workers > 0, pin_memory=on_gpu)
+
+
+class ResumingSampler(DistributedSampler):
+    """``DistributedSampler`` that, in an epoch resumed from a mid-epoch checkpoint, skips what was trained on.
+
+    The order of an epoch depends on (seed, epoch) only, so the batches left are those an
+    uninterrupted run trains on next: a run checkpointed at SIGUSR1 (SLURM's time limit) and
+    resumed sees each sample once per epoch, in the same order. ``batches_done(n_batches)``
+    (see :func:`batches_done`) is asked when the epoch's iterator is made.
+    """
+
+    batches_done = staticmethod(lambda n_batches: 0)
+    batch_size = 1
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        done = self.batches_done(math.ceil(len(indices) / self.batch_size))
+        return iter(indices[done * self.batch_size:])
+
+
+def batches_done(trainer, n_batches: int) -> int:
+    """Batches of the current epoch already trained on when it resumes from a checkpoint saved in its middle; else 0.
+
+    Lightning restores its count of the epoch's batches from the checkpoint and then asks the
+    loader for the rest only; at an epoch's start the count is 0, or the whole epoch when
+    resuming from a checkpoint saved at its end.
+    """
+    done = 0 if trainer is None else trainer.fit_loop.epoch_loop.batch_progress.current.completed
+    return done if 0 < done < n_batches else 0
 
 
 def auto_workers(on_gpu: bool, processes_per_node: int = 1) -> int:

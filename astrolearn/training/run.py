@@ -239,9 +239,10 @@ def _say_why_stopped(trainer, best_checkpoint) -> None:
 def _quiet_lightning():
     """Raise Lightning's loggers to WARNING (banner, tips, summaries off) for the block.
 
-    Three warnings that say nothing about the user's run are dropped too: Lightning's own use of a
+    Warnings that say nothing about the user's run are dropped too: Lightning's own use of a
     deprecated torch API, per-step logging that small data sets cannot fill (the metrics are
-    logged per epoch as well), and srun being installed (a SLURM login node) but not used.
+    logged per epoch as well), srun being installed (a SLURM login node) but not used, and
+    resuming mid-epoch with loaders that Lightning cannot see resume (ours do).
     """
     saved = {name: logging.getLogger(name).level for name in _LIGHTNING_LOGGERS}
     try:
@@ -251,6 +252,8 @@ def _quiet_lightning():
                                     r"logging interval")
             # On a SLURM login node without srun: a run of its own (astrolearn submit adds srun).
             warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
+            # Our loaders skip what a mid-epoch checkpoint had trained on (datamodule.batches_done).
+            warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
             for name in _LIGHTNING_LOGGERS:
                 logging.getLogger(name).setLevel(logging.WARNING)
             yield
