@@ -135,6 +135,17 @@ def test_array_simulation_is_the_single_process_set(cluster, tmp_path):
 
 
 @pytest.mark.slurm
+def test_wait_exits_with_the_job_status(cluster, tmp_path):
+    done = submit(tmp_path, "--", "psf", "train", "missing", "--out", "run")
+    job = job_id(done.stdout)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"job {job}: FAILED" in done.stdout and f"job {job}: exit status 2" in done.stdout
+    # The log is followed as it grows: the command's one-line error comes through.
+    assert "astrolearn: error: missing: no such data directory" in done.stdout
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slurm
 def test_two_node_ddp_matches_one_process(cluster, tmp_path):
     data = simulate_here(tmp_path / "data", n=32, seed=1, shard_size=16)  # 24 training samples
     config = write_config(tmp_path / "linear.yaml")

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from ..errors import UserError
-from ..training.datamodule import batches_done
+from ..training.datamodule import batches_done, epoch_now
 from .instruments import Instrument
 from .learn import PsfTargets, PsfTransform, fit_psf, model_metadata, target_names, training_config
 from .noise import add_noise_torch
@@ -184,8 +184,7 @@ class OnlineDataModule(L.LightningDataModule):
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         steps = math.ceil(self.samples_per_epoch / (self.batch_size * world))
         stream = _Stream(self.simulation, rank, steps, self.batch_size, self._device(),
-                         lambda: self.trainer.current_epoch if self.trainer else 0,
-                         lambda: batches_done(self.trainer, steps))
+                         lambda: epoch_now(self.trainer) or 0, lambda: batches_done(self.trainer, steps))
         return DataLoader(stream, batch_size=None)  # batches come whole, already on the device
 
     def val_dataloader(self) -> DataLoader:

@@ -83,6 +83,7 @@ class ShardDataModule(L.LightningDataModule):
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         train = Subset(self.dataset, self.train_indices)
         sampler = ResumingSampler(train, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+        sampler.epoch_now = lambda: epoch_now(self.trainer)
         sampler.batches_done = lambda n_batches: batches_done(self.trainer, n_batches)
         sampler.batch_size = self.batch_size
         return self._loader(train, sampler)
@@ -107,17 +108,34 @@ class ResumingSampler(DistributedSampler):
 
     The order of an epoch depends on (seed, epoch) only, so the batches left are those an
     uninterrupted run trains on next: a run checkpointed at SIGUSR1 (SLURM's time limit) and
-    resumed sees each sample once per epoch, in the same order. ``batches_done(n_batches)``
-    (see :func:`batches_done`) is asked when the epoch's iterator is made.
+    resumed sees each sample once per epoch, in the same order. ``epoch_now()`` and
+    ``batches_done(n_batches)`` (see :func:`epoch_now`, :func:`batches_done`) are asked when
+    the epoch's iterator is made.
     """
 
+    epoch_now = None
     batches_done = staticmethod(lambda n_batches: 0)
     batch_size = 1
 
     def __iter__(self):
+        epoch = None if self.epoch_now is None else self.epoch_now()
+        if epoch is not None:  # outside a trainer, set_epoch's
+            self.set_epoch(epoch)
         indices = list(super().__iter__())
         done = self.batches_done(math.ceil(len(indices) / self.batch_size))
         return iter(indices[done * self.batch_size:])
+
+
+def epoch_now(trainer) -> int | None:
+    """The epoch a training loader's iterator is made for.
+
+    Not ``trainer.current_epoch``: in a run resumed from a checkpoint saved at an epoch's end,
+    that still counts the finished epoch while Lightning makes the next one's iterator (and,
+    with loader workers, draws its first indices) before calling ``set_epoch``; the count of
+    epochs whose training was processed is the next epoch there, and the current one elsewhere.
+    ``None`` without a trainer.
+    """
+    return None if trainer is None else trainer.fit_loop.epoch_progress.current.processed
 
 
 def batches_done(trainer, n_batches: int) -> int:
