@@ -106,3 +106,36 @@ def test_mid_epoch_checkpoint_resumes_the_same_training(tmp_path, monkeypatch):
     # The batches left of epoch 1 were those of the uninterrupted run: the same weights.
     for name, value in straight.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], value)
+
+
+def _files(directory):
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_array_tasks_write_the_set_of_one_process(tmp_path):
+    """What each task of ``submit --array K`` runs, in turn here: together, the same files."""
+    from psf_helpers import circular
+
+    from astrolearn.psf.simulate import simulate as psf_simulate
+    from astrolearn.redshift.simulate import NispConfig
+    from astrolearn.redshift.simulate import simulate as nisp_simulate
+
+    inst, cfg = circular(npix=32), {"shard_size": 2, "static": False}
+    psf_simulate(inst, 7, 3, tmp_path / "psf-one", cfg, progress=False)
+    for task in range(3):
+        paths = psf_simulate(inst, 7, 3, tmp_path / "psf-array", cfg, progress=False, task=(task, 3))
+        assert len(paths) == 4  # every task returns the whole set
+    assert _files(tmp_path / "psf-array") == _files(tmp_path / "psf-one")
+
+    nisp_simulate(tmp_path / "z-one", 50, seed=7, cfg=NispConfig(shard_size=20), progress=False)
+    for task in (1, 0):
+        nisp_simulate(tmp_path / "z-array", 50, seed=7, cfg=NispConfig(shard_size=20), progress=False, task=(task, 2))
+        assert len(list((tmp_path / "z-array").glob("shard-*.h5"))) == (1 if task == 1 else 3)
+    assert _files(tmp_path / "z-array") == _files(tmp_path / "z-one")
+    # The array resubmitted after task 0 failed: task 1 has nothing left to do, task 0 its shards.
+    (tmp_path / "z-array" / "shard-00002.h5").unlink()
+    kept = (tmp_path / "z-array" / "shard-00001.h5").stat().st_mtime_ns
+    for task in (1, 0):
+        nisp_simulate(tmp_path / "z-array", 50, seed=7, cfg=NispConfig(shard_size=20), progress=False, task=(task, 2))
+    assert _files(tmp_path / "z-array") == _files(tmp_path / "z-one")
+    assert (tmp_path / "z-array" / "shard-00001.h5").stat().st_mtime_ns == kept

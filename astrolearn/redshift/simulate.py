@@ -339,7 +339,8 @@ def simulate(out, n: int, seed: int = 0, cfg: NispConfig | None = None, overwrit
                 raise UserError(f"{out}: unreadable simulation.json (use --overwrite to replace it)") from None
             if old != json.loads(json.dumps(desc)):
                 raise UserError(f"{out}: holds a different simulation (use --overwrite to replace it)")
-            if all(paths[i].exists() for i in mine):
+            # An array task's share already made: an array resubmitted after a failed task.
+            if task is None and all(p.exists() for p in paths):
                 raise UserError(f"{out}: already exists and is complete (use --overwrite to replace it)")
     out.mkdir(parents=True, exist_ok=True)
     if not manifest.exists():
