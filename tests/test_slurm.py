@@ -146,6 +146,14 @@ def test_wait_exits_with_the_job_status(cluster, tmp_path):
 
 
 @pytest.mark.slurm
+def test_refused_job_leaves_nothing(cluster, tmp_path):
+    done = submit(tmp_path, "--partition", "nowhere", "--", "psf", "train", "d", "--out", "r")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("astrolearn: error: sbatch refused the job: ") and "partition" in done.stderr
+    assert len(done.stderr.splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slurm
 def test_two_node_ddp_matches_one_process(cluster, tmp_path):
     data = simulate_here(tmp_path / "data", n=32, seed=1, shard_size=16)  # 24 training samples
     config = write_config(tmp_path / "linear.yaml")

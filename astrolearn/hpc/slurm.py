@@ -146,6 +146,9 @@ def submit(argv: list[str], resources: Resources, logs: Path, record: dict, *, s
 
     sbatch = _tool("sbatch")
     logs = Path(logs).resolve()
+    if logs.exists() and not logs.is_dir():
+        raise UserError(f"{logs}: exists and is not a directory (--logs is the directory of the job's logs)")
+    made = [d for d in (logs, *logs.parents) if not d.exists()]
     logs.mkdir(parents=True, exist_ok=True)
     text = job_script(argv, resources, logs, cwd=Path.cwd(), setup=list(setup))
     pending = logs / f".submit-{os.getpid()}.sh"
@@ -153,6 +156,9 @@ def submit(argv: list[str], resources: Resources, logs: Path, record: dict, *, s
     try:
         done = subprocess.run([sbatch, "--parsable", str(pending)], capture_output=True, text=True)
         if done.returncode != 0:
+            pending.unlink()
+            for directory in made:  # a refused job leaves nothing behind
+                directory.rmdir()
             raise UserError(f"sbatch refused the job: {_last_line(done.stderr)}")
         job_id = done.stdout.strip().split(";")[0]
         script = logs / f"{job_id}.sh"
