@@ -139,3 +139,31 @@ def test_array_tasks_write_the_set_of_one_process(tmp_path):
         nisp_simulate(tmp_path / "z-array", 50, seed=7, cfg=NispConfig(shard_size=20), progress=False, task=(task, 2))
     assert _files(tmp_path / "z-array") == _files(tmp_path / "z-one")
     assert (tmp_path / "z-array" / "shard-00001.h5").stat().st_mtime_ns == kept
+
+
+def test_sigusr1_saves_at_the_batch_end_and_requeues(tmp_path, monkeypatch):
+    """The handler only raises a flag; the checkpoint and ``scontrol requeue`` follow at the batch's end."""
+    import os
+    import signal
+
+    import lightning as L
+
+    class Signal(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if trainer.global_step == 7:
+                os.kill(os.getpid(), signal.SIGUSR1)
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/scontrol.log\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    before = signal.getsignal(signal.SIGUSR1)
+    data_dir = write_dataset(tmp_path / "data")
+    config, data, module = regression_setup(data_dir, tiny_config({"type": "regression"}, trainer={"max_epochs": 2}))
+    fit(config, data, module, tmp_path / "run", callbacks=[Signal()])
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "hpc_ckpt_1.ckpt", weights_only=False)
+    assert saved["global_step"] == 8 and saved["epoch"] == 1  # the end of the signalled batch
+    assert signal.getsignal(signal.SIGUSR1) is before

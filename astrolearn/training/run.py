@@ -6,7 +6,8 @@ A run directory holds::
     checkpoints/best-*.ckpt   lowest validation loss so far
     checkpoints/last.ckpt     end of the latest epoch (what --resume continues from)
     checkpoints/hpc_ckpt_N.ckpt  saved by a SLURM job at SIGUSR1 before it requeues itself
-                              (its restart, or --resume, continues from it when it is newer)
+                              (astrolearn/hpc/requeue.py; its restart, or --resume, continues
+                              from it when it is newer than last.ckpt)
     csv/version_*/            metrics.csv, one version per (re)start
     tensorboard/              TensorBoard events (one run, continued on resume)
 
@@ -133,6 +134,10 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
         all_callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     guard = StartGuard(out_dir)
     all_callbacks.append(guard.callback)
+    if "SLURM_JOB_ID" in os.environ:
+        from ..hpc.requeue import RequeueOnSignal
+
+        all_callbacks.append(RequeueOnSignal(out_dir / "checkpoints"))
     loggers = [
         # CSV: a new version per start, since Lightning would truncate an existing metrics.csv.
         CSVLogger(out_dir, name="csv"),
@@ -141,9 +146,8 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
     ]
     with _quiet_lightning():
         try:
-            # default_root_dir: where Lightning's SLURM auto-requeue saves hpc_ckpt_N.ckpt.
             trainer = L.Trainer(
-                default_root_dir=out_dir / "checkpoints", accelerator=t["accelerator"], devices=t["devices"],
+                default_root_dir=out_dir, accelerator=t["accelerator"], devices=t["devices"],
                 num_nodes=t["num_nodes"], strategy=_strategy(t["strategy"], t["process_group_timeout"]),
                 plugins=_plugins(t["devices"]), precision=t["precision"], max_epochs=t["max_epochs"],
                 gradient_clip_val=t["gradient_clip_val"], accumulate_grad_batches=t["accumulate_grad_batches"],
@@ -289,20 +293,23 @@ def _strategy(name, timeout_s):
 
 
 def _plugins(devices):
-    """Let Lightning start the processes itself in a SLURM job of a single task.
+    """The cluster environment in a SLURM job (``None`` elsewhere: Lightning's choice).
 
     Under SLURM, Lightning expects one task per device (``srun --ntasks-per-node``); in a job
-    with ``--ntasks=1`` it would otherwise silently train on one device only. A single device
-    keeps Lightning's SLURM environment, and with it the checkpoint and requeue at SIGUSR1.
+    with ``--ntasks=1`` it would otherwise silently train on one device only, so there it starts
+    the processes itself. Otherwise its SLURM environment, without its auto-requeue:
+    :class:`~astrolearn.hpc.requeue.RequeueOnSignal` checkpoints and requeues instead.
     """
+    from lightning.pytorch.plugins.environments import LightningEnvironment, SLURMEnvironment
+
     if devices == "auto":
         import torch
 
         devices = torch.cuda.device_count()  # what "auto" takes on a GPU node; 1 process otherwise
     if os.environ.get("SLURM_NTASKS") == "1" and devices not in (0, 1, "1"):
-        from lightning.pytorch.plugins.environments import LightningEnvironment
-
         return [LightningEnvironment()]
+    if SLURMEnvironment.detect():
+        return [SLURMEnvironment(auto_requeue=False)]
     return None
 
 
