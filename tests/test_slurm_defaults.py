@@ -17,8 +17,8 @@ from astrolearn.training.optim import scaled_lr
     (True, 16, 4, None, 3),   # 4 processes share the node's 16 cores
     (True, 64, 4, "3", 2),    # SLURM's --cpus-per-task
     (True, 1, 1, None, 0),
-    (False, 2, 1, None, 1),   # CPU: one worker overlaps reading with training
-    (False, 1, 1, None, 0),
+    (False, 16, 1, None, 0),  # CPU: the training takes the cores
+
 ])
 def test_auto_workers(monkeypatch, on_gpu, cores, per_node, slurm_cpus, expected):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)), raising=False)
@@ -167,3 +167,19 @@ def test_sigusr1_saves_at_the_batch_end_and_requeues(tmp_path, monkeypatch):
     saved = torch.load(tmp_path / "run" / "checkpoints" / "hpc_ckpt_1.ckpt", weights_only=False)
     assert saved["global_step"] == 8 and saved["epoch"] == 1  # the end of the signalled batch
     assert signal.getsignal(signal.SIGUSR1) is before
+
+
+def test_resume_with_loader_workers_trains_on_the_next_epochs_order(tmp_path):
+    """With workers, Lightning draws a resumed run's first indices before ``set_epoch``: epoch 1, not 0's order."""
+    data_dir = write_dataset(tmp_path / "data")
+    sgd = {"name": "sgd", "lr": 0.05, "momentum": 0.0}
+    setup = lambda: regression_setup(data_dir, tiny_config({"type": "regression"}, optimizer=sgd,  # noqa: E731
+                                                           data={"num_workers": 1}))
+    config, data, direct = setup()
+    fit(config, data, direct, tmp_path / "direct", max_epochs=2)
+    config, data, first = setup()
+    fit(config, data, first, tmp_path / "resumed", max_epochs=1)
+    config, data, resumed = setup()
+    fit(config, data, resumed, tmp_path / "resumed", max_epochs=2, resume=True)
+    for name, value in direct.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value)

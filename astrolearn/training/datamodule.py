@@ -154,7 +154,8 @@ def auto_workers(on_gpu: bool, processes_per_node: int = 1) -> int:
 
     On a GPU, loading (HDF5 reads, the input transform) is the bottleneck: every core of the
     process's share but one (which feeds the GPU), at most 8. On CPU the training takes the
-    cores: one worker overlaps the reads with it, given 2 cores or more. The share is the
+    cores and reading is a small part of a step: none (a worker would cost its start and
+    memory in every run, small test runs included). The share is the
     cores of this process (``sched_getaffinity``: SLURM's ``--cpus-per-task`` where the
     cluster binds tasks to cores), or at most ``SLURM_CPUS_PER_TASK``, divided among the
     ``processes_per_node`` training processes where they all see the same cores.
@@ -164,9 +165,7 @@ def auto_workers(on_gpu: bool, processes_per_node: int = 1) -> int:
         cores = min(cores, int(os.environ["SLURM_CPUS_PER_TASK"]))
     elif processes_per_node > 1:
         cores //= processes_per_node
-    if on_gpu:
-        return max(0, min(8, cores - 1))
-    return 1 if cores >= 2 else 0
+    return max(0, min(8, cores - 1)) if on_gpu else 0
 
 
 def _is_int(value) -> bool:
