@@ -14,7 +14,7 @@ from . import __version__
 from .errors import UserError
 
 #: Domains whose ``cli.register`` adds a subcommand, in help order.
-DOMAINS = ("psf", "redshift", "spectra", "cophasing")
+DOMAINS = ("psf", "redshift", "spectra", "cophasing", "hpc")
 
 
 def build_parser() -> argparse.ArgumentParser:

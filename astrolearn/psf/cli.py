@@ -163,6 +163,7 @@ def _sim_overrides(args, config_file) -> dict:
 
 def cmd_simulate(args) -> int:
     from ..errors import UserError
+    from ..hpc.slurm import array_task
     from .simulate import simulate
 
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -171,9 +172,11 @@ def cmd_simulate(args) -> int:
     overrides = _sim_overrides(args, args.config)
     if args.shard_size:
         overrides["shard_size"] = args.shard_size
+    task = array_task()
     shards = simulate(inst, args.n, args.seed, Path(args.out), overrides, workers=args.workers,
-                      overwrite=args.overwrite, progress=not args.no_progress)
-    print(f"{args.n} PSFs in {len(shards)} shard(s) under {args.out}")
+                      overwrite=args.overwrite, progress=not args.no_progress, task=task)
+    share = "" if task is None else f"array task {task[0]} of {task[1]}: its share of "
+    print(f"{share}{args.n} PSFs in {len(shards)} shard(s) under {args.out}")
     return 0
 
 
@@ -246,7 +249,8 @@ def cmd_train(args) -> int:
         from .learn import train_psf
 
         trainer = train_psf(args.data, args.config, args.out, **common)
-    print(f"best checkpoint: {trainer.checkpoint_callback.best_model_path}")
+    if trainer.global_rank == 0:  # under DDP every rank returns here
+        print(f"best checkpoint: {trainer.checkpoint_callback.best_model_path}")
     return 0
 
 

@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from ..errors import UserError
+from ..training.datamodule import batches_done, epoch_now
 from .instruments import Instrument
 from .learn import PsfTargets, PsfTransform, fit_psf, model_metadata, target_names, training_config
 from .noise import add_noise_torch
@@ -123,16 +124,18 @@ class OnlineSimulation:
 class _Stream(IterableDataset):
     """One epoch of training batches of one rank; the epoch is read when iteration starts."""
 
-    def __init__(self, simulation: OnlineSimulation, rank: int, steps: int, batch_size: int, device, epoch):
+    def __init__(self, simulation: OnlineSimulation, rank: int, steps: int, batch_size: int, device, epoch,
+                 done=lambda: 0):
         self.simulation, self.rank, self.steps = simulation, rank, steps
-        self.batch_size, self.device, self.epoch = batch_size, device, epoch
+        self.batch_size, self.device, self.epoch, self.done = batch_size, device, epoch, done
 
     def __len__(self) -> int:
         return self.steps
 
     def __iter__(self):
+        # done(): batches of an epoch resumed from a mid-epoch checkpoint (SLURM requeue) already trained on
         first = self.epoch() * self.steps
-        for step in range(first, first + self.steps):
+        for step in range(first + self.done(), first + self.steps):
             yield self.simulation.batch(step, self.rank, self.batch_size, self.device)
 
 
@@ -181,7 +184,7 @@ class OnlineDataModule(L.LightningDataModule):
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         steps = math.ceil(self.samples_per_epoch / (self.batch_size * world))
         stream = _Stream(self.simulation, rank, steps, self.batch_size, self._device(),
-                         lambda: self.trainer.current_epoch if self.trainer else 0)
+                         lambda: epoch_now(self.trainer) or 0, lambda: batches_done(self.trainer, steps))
         return DataLoader(stream, batch_size=None)  # batches come whole, already on the device
 
     def val_dataloader(self) -> DataLoader:

@@ -42,7 +42,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import UserError
-from ..io.shards import SHARD_PATTERN, read_meta, write_shard
+from ..io.shards import SHARD_PATTERN, atomic_write, read_meta, write_shard
 from .instruments import Instrument
 from .model import PSD_NAMES, nm_rms_to_rad2, r0_to_wavelength
 
@@ -233,11 +233,15 @@ def _worker(job):
 
 
 def simulate(instrument: Instrument, n: int, seed: int, out: Path, config: dict | None = None,
-             workers: int = 1, overwrite: bool = False, progress: bool = True) -> list[Path]:
+             workers: int = 1, overwrite: bool = False, progress: bool = True,
+             task: tuple[int, int] | None = None) -> list[Path]:
     """Simulate ``n`` PSFs into shards under ``out``; resumes an interrupted run.
 
     Shards already present with the same settings are kept (rerun = resume); a directory made
-    with other settings is refused unless ``overwrite``.
+    with other settings is refused unless ``overwrite``. ``task=(i, k)`` makes only the shards
+    of index ``i`` modulo ``k``: ``k`` such tasks (a SLURM job array) write the same files as one
+    process, since every shard is drawn from ``(seed, shard index)``. Returns every shard path
+    of the set.
     """
     import yaml
     from tqdm import tqdm
@@ -251,7 +255,8 @@ def simulate(instrument: Instrument, n: int, seed: int, out: Path, config: dict 
     digest = config_digest(instrument, config, seed)
     size = int(config["shard_size"])
     jobs = []
-    for index in range(math.ceil(n / size)):
+    mine = range(math.ceil(n / size)) if task is None else range(task[0], math.ceil(n / size), task[1])
+    for index in mine:
         path = out / SHARD_PATTERN.format(index)
         count = min(size, n - index * size)
         if path.exists():
@@ -265,12 +270,15 @@ def simulate(instrument: Instrument, n: int, seed: int, out: Path, config: dict 
     for stale in sorted(out.glob("shard-*.h5"))[math.ceil(n / size):]:
         if not overwrite:
             raise UserError(f"{stale}: extra shard from another run (use --overwrite)")
-        stale.unlink()
+        stale.unlink(missing_ok=True)  # array tasks remove the same files
     resolved = {"instrument": instrument.to_dict(), "n": n, "seed": seed, "simulation": config,
                 "astrolearn_version": __version__}
-    (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    done = n - sum(job[4] for job in jobs)
-    bar = tqdm(total=n, initial=done, unit="PSF", desc="simulate", disable=not progress)
+    # Atomic: the tasks of an array write the same file at once.
+    with atomic_write(out / "config.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
+    total = n if task is None else sum(min(size, n - i * size) for i in mine)
+    done = total - sum(job[4] for job in jobs)
+    bar = tqdm(total=total, initial=done, unit="PSF", desc="simulate", disable=not progress)
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
 

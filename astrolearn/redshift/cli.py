@@ -83,14 +83,18 @@ def register(subparsers) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from ..hpc.slurm import array_task
     from .simulate import NispConfig, simulate
 
     cfg = NispConfig(resolution=args.resolution, zmin=args.zrange[0], zmax=args.zrange[1],
                      flux_min=args.flux_range[0], flux_max=args.flux_range[1],
                      no_line_fraction=args.no_line_fraction, noise=args.noise, shard_size=args.shard_size,
                      templates=args.templates)
-    paths = simulate(args.out, args.n, seed=args.seed, cfg=cfg, overwrite=args.overwrite, progress=not args.no_progress)
-    print(f"{args.out}: {args.n} spectra in {len(paths)} shard(s)")
+    task = array_task()
+    paths = simulate(args.out, args.n, seed=args.seed, cfg=cfg, overwrite=args.overwrite, progress=not args.no_progress,
+                     task=task)
+    share = "" if task is None else f" (array task {task[0]} of {task[1]}: its share)"
+    print(f"{args.out}: {args.n} spectra in {len(paths)} shard(s){share}")
     return 0
 
 

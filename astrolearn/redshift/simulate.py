@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..io.shards import SHARD_PATTERN, write_shard
+from ..io.shards import SHARD_PATTERN, atomic_write, write_shard
 from .lines import LINES
 from .templates import FWHM_SIGMA, PACKAGE_FAMILY, ContinuumTemplates, calzetti_klambda, load_family
 
@@ -281,20 +281,25 @@ def _run_description(cfg: NispConfig, n: int, seed: int) -> dict:
     return {"kind": "astrolearn.redshift.simulate", "n": int(n), "seed": int(seed), "config": conf}
 
 
-def prepare_output(out: Path, desc: dict, paths: list[Path], overwrite: bool) -> None:
+def prepare_output(out: Path, desc: dict, paths: list[Path], overwrite: bool, mine: list[int] | None = None) -> None:
     """Make ``out`` ready for the shards ``paths`` of the simulation ``desc`` (resume or replace).
 
     An existing directory is resumed when its ``simulation.json`` equals ``desc``, refused
     otherwise (or when complete) unless ``overwrite``, which deletes its shards and manifest.
+    ``mine``: the shard indices of this SLURM array task (None: all); a task replaces only its
+    own shards, and a task whose share is already made succeeds (an array resubmitted after a
+    failed task).
     """
     manifest = out / "simulation.json"
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
+    # Hidden files are other array tasks' files being written, not a previous output.
+    if out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):
         if overwrite:
-            for p in list(out.glob("shard-*.h5")) + [manifest]:
-                if p.exists():
-                    p.unlink()
+            # An array task replaces its own shards; the manifest is rewritten by each, the same.
+            replaced = out.glob("shard-*.h5") if mine is None else [paths[i] for i in mine]
+            for p in [*replaced, manifest]:
+                p.unlink(missing_ok=True)
         else:
             if not manifest.exists():
                 raise UserError(f"{out}: already exists (use --overwrite to replace it)")
@@ -304,17 +309,16 @@ def prepare_output(out: Path, desc: dict, paths: list[Path], overwrite: bool) ->
                 raise UserError(f"{out}: unreadable simulation.json (use --overwrite to replace it)") from None
             if old != json.loads(json.dumps(desc)):
                 raise UserError(f"{out}: holds a different simulation (use --overwrite to replace it)")
-            if all(p.exists() for p in paths):
+            if mine is None and all(p.exists() for p in paths):
                 raise UserError(f"{out}: already exists and is complete (use --overwrite to replace it)")
     out.mkdir(parents=True, exist_ok=True)
     if not manifest.exists():
-        tmp = manifest.with_name(".simulation.json.tmp")
-        tmp.write_text(json.dumps(desc, indent=1, sort_keys=True))
-        tmp.replace(manifest)
+        with atomic_write(manifest) as tmp:
+            tmp.write_text(json.dumps(desc, indent=1, sort_keys=True))
 
 
 def simulate(out, n: int, seed: int = 0, cfg: NispConfig | None = None, overwrite: bool = False,
-             progress: bool = True) -> list[Path]:
+             progress: bool = True, task: tuple[int, int] | None = None) -> list[Path]:
     """Simulate ``n`` spectra into shards ``out/shard-00000.h5``, ...
 
     Parameters
@@ -331,6 +335,9 @@ def simulate(out, n: int, seed: int = 0, cfg: NispConfig | None = None, overwrit
         Replace an existing output (its shards and ``simulation.json`` are deleted first).
     progress : bool
         Show a tqdm progress bar.
+    task : (int, int), optional
+        ``(i, k)``: make (and, with ``overwrite``, replace) only the shards of index ``i``
+        modulo ``k``; ``k`` such tasks (a SLURM job array) write the files one process would.
 
     Returns
     -------
@@ -348,8 +355,9 @@ def simulate(out, n: int, seed: int = 0, cfg: NispConfig | None = None, overwrit
     desc = _run_description(cfg, n, seed)
     nshards = -(-n // cfg.shard_size)
     paths = [out / SHARD_PATTERN.format(i) for i in range(nshards)]
-    prepare_output(out, desc, paths, overwrite)
-    todo = [i for i, p in enumerate(paths) if not p.exists()]
+    mine = None if task is None else list(range(task[0], nshards, task[1]))
+    prepare_output(out, desc, paths, overwrite, mine)
+    todo = [i for i in (range(nshards) if mine is None else mine) if not paths[i].exists()]
     for i in tqdm(todo, desc="simulate", unit="shard", disable=not progress):
         rng = np.random.default_rng([int(seed), i])
         count = min(cfg.shard_size, n - i * cfg.shard_size)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable, Sequence
 
 import lightning as L
@@ -26,8 +28,8 @@ class ShardDataModule(L.LightningDataModule):
         Samples per batch and process.
     val_fraction : float
         Share of the samples held out for validation, in (0, 1).
-    num_workers : int
-        Data-loader worker processes per training process.
+    num_workers : int or "auto"
+        Data-loader worker processes per training process; ``"auto"``: :func:`auto_workers`.
     seed : int
         Seed of the split and of the shuffling order.
 
@@ -42,12 +44,12 @@ class ShardDataModule(L.LightningDataModule):
 
     def __init__(self, shards, inputs: str | Sequence[str], target_fn: TargetFn, *,
                  target_names: Sequence[str] | None = None, transform: Callable | None = None,
-                 batch_size: int = 64, val_fraction: float = 0.1, num_workers: int = 0, seed: int = 0):
+                 batch_size: int = 64, val_fraction: float = 0.1, num_workers: int | str = 0, seed: int = 0):
         super().__init__()
         if not _is_int(batch_size) or batch_size < 1:
             raise UserError(f"data.batch_size must be a positive integer, not {batch_size!r}")
-        if not _is_int(num_workers) or num_workers < 0:
-            raise UserError(f"data.num_workers must be an integer >= 0, not {num_workers!r}")
+        if num_workers != "auto" and (not _is_int(num_workers) or num_workers < 0):
+            raise UserError(f"data.num_workers must be an integer >= 0 or auto, not {num_workers!r}")
         if not 0 < val_fraction < 1:
             raise UserError(f"data.val_fraction must be in (0, 1), not {val_fraction!r}")
         self.dataset = ShardDataset(shards, inputs, target_fn, transform)
@@ -80,7 +82,10 @@ class ShardDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         train = Subset(self.dataset, self.train_indices)
-        sampler = DistributedSampler(train, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+        sampler = ResumingSampler(train, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+        sampler.epoch_now = lambda: epoch_now(self.trainer)
+        sampler.batches_done = lambda n_batches: batches_done(self.trainer, n_batches)
+        sampler.batch_size = self.batch_size
         return self._loader(train, sampler)
 
     def val_dataloader(self) -> DataLoader:
@@ -89,8 +94,78 @@ class ShardDataModule(L.LightningDataModule):
 
     def _loader(self, subset, sampler) -> DataLoader:
         on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
-        return DataLoader(subset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=on_gpu)
+        workers = self.num_workers
+        if workers == "auto":
+            local = self.trainer.num_devices if self.trainer is not None else 1
+            workers = auto_workers(on_gpu, local)
+        # Pinned memory: asynchronous copies to the GPU; persistent workers: no restart per epoch.
+        return DataLoader(subset, batch_size=self.batch_size, sampler=sampler, num_workers=workers,
+                          persistent_workers=workers > 0, pin_memory=on_gpu)
+
+
+class ResumingSampler(DistributedSampler):
+    """``DistributedSampler`` that, in an epoch resumed from a mid-epoch checkpoint, skips what was trained on.
+
+    The order of an epoch depends on (seed, epoch) only, so the batches left are those an
+    uninterrupted run trains on next: a run checkpointed at SIGUSR1 (SLURM's time limit) and
+    resumed sees each sample once per epoch, in the same order. ``epoch_now()`` and
+    ``batches_done(n_batches)`` (see :func:`epoch_now`, :func:`batches_done`) are asked when
+    the epoch's iterator is made.
+    """
+
+    epoch_now = None
+    batches_done = staticmethod(lambda n_batches: 0)
+    batch_size = 1
+
+    def __iter__(self):
+        epoch = None if self.epoch_now is None else self.epoch_now()
+        if epoch is not None:  # outside a trainer, set_epoch's
+            self.set_epoch(epoch)
+        indices = list(super().__iter__())
+        done = self.batches_done(math.ceil(len(indices) / self.batch_size))
+        return iter(indices[done * self.batch_size:])
+
+
+def epoch_now(trainer) -> int | None:
+    """The epoch a training loader's iterator is made for.
+
+    Not ``trainer.current_epoch``: in a run resumed from a checkpoint saved at an epoch's end,
+    that still counts the finished epoch while Lightning makes the next one's iterator (and,
+    with loader workers, draws its first indices) before calling ``set_epoch``; the count of
+    epochs whose training was processed is the next epoch there, and the current one elsewhere.
+    ``None`` without a trainer.
+    """
+    return None if trainer is None else trainer.fit_loop.epoch_progress.current.processed
+
+
+def batches_done(trainer, n_batches: int) -> int:
+    """Batches of the current epoch already trained on when it resumes from a checkpoint saved in its middle; else 0.
+
+    Lightning restores its count of the epoch's batches from the checkpoint and then asks the
+    loader for the rest only; at an epoch's start the count is 0, or the whole epoch when
+    resuming from a checkpoint saved at its end.
+    """
+    done = 0 if trainer is None else trainer.fit_loop.epoch_loop.batch_progress.current.completed
+    return done if 0 < done < n_batches else 0
+
+
+def auto_workers(on_gpu: bool, processes_per_node: int = 1) -> int:
+    """Data-loader workers per training process chosen from the CPU cores this process may use.
+
+    On a GPU, loading (HDF5 reads, the input transform) is the bottleneck: every core of the
+    process's share but one (which feeds the GPU), at most 8. On CPU the training takes the
+    cores and reading is a small part of a step: none (a worker would cost its start and
+    memory in every run, small test runs included). The share is the
+    cores of this process (``sched_getaffinity``: SLURM's ``--cpus-per-task`` where the
+    cluster binds tasks to cores), or at most ``SLURM_CPUS_PER_TASK``, divided among the
+    ``processes_per_node`` training processes where they all see the same cores.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        cores = min(cores, int(os.environ["SLURM_CPUS_PER_TASK"]))
+    elif processes_per_node > 1:
+        cores //= processes_per_node
+    return max(0, min(8, cores - 1)) if on_gpu else 0
 
 
 def _is_int(value) -> bool:

@@ -18,7 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from ..errors import UserError
 from ..nn import head_size
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, scaled_lr
 from .settings import MONITOR, resolve_config
 from .tasks import ClassificationModel, RegressionModel
 
@@ -51,7 +51,10 @@ class _TaskModule(L.LightningModule):
 
     def configure_optimizers(self):
         config = self.hparams.config
-        optimizer = build_optimizer(self.parameters(), config["optimizer"])
+        batch = config["data"]["batch_size"]
+        global_batch = batch * self.trainer.world_size * self.trainer.accumulate_grad_batches
+        optimizer = build_optimizer(self.parameters(), config["optimizer"],
+                                    lr=scaled_lr(config["optimizer"], batch, global_batch))
         scheduler = build_scheduler(optimizer, config["scheduler"], self.trainer.max_epochs,
                                     lambda: self.trainer.estimated_stepping_batches, MONITOR)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -12,9 +12,10 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "step", "plateau", "onecycle")
 
 
-def build_optimizer(params: Iterable, cfg: Mapping) -> torch.optim.Optimizer:
-    """Optimiser ``cfg["name"]`` over ``params`` (keys as in ``configs/defaults.yaml``)."""
+def build_optimizer(params: Iterable, cfg: Mapping, lr: float | None = None) -> torch.optim.Optimizer:
+    """Optimiser ``cfg["name"]`` over ``params`` (keys as in ``configs/defaults.yaml``; ``lr``: instead of ``cfg["lr"]``)."""
     name = cfg["name"]
+    cfg = {**cfg, "lr": cfg["lr"] if lr is None else lr}
     try:
         if name == "adam":
             return torch.optim.Adam(params, lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"])
@@ -26,6 +27,25 @@ def build_optimizer(params: Iterable, cfg: Mapping) -> torch.optim.Optimizer:
     except (ValueError, TypeError) as exc:
         raise UserError(f"optimizer: {exc}") from None
     raise UserError(f"optimizer.name must be one of {', '.join(OPTIMIZERS)}, not {name!r}")
+
+
+LR_SCALINGS = {"none": 0.0, "sqrt": 0.5, "linear": 1.0}
+
+
+def scaled_lr(cfg: Mapping, batch_size: int, global_batch: int) -> float:
+    """Learning rate of the ``optimizer`` section ``cfg`` for ``global_batch`` samples per step.
+
+    ``cfg["lr"]`` times ``(global_batch / lr_batch) ** p``, with p = 0, 1/2 or 1 for
+    ``lr_scaling`` none, sqrt or linear, and ``lr_batch`` (default ``batch_size``, one process)
+    the global batch ``lr`` was chosen for.
+    """
+    scaling = cfg.get("lr_scaling", "none")
+    if scaling not in LR_SCALINGS:
+        raise UserError(f"optimizer.lr_scaling must be one of {', '.join(LR_SCALINGS)}, not {scaling!r}")
+    reference = cfg.get("lr_batch") or batch_size
+    if not isinstance(reference, int) or isinstance(reference, bool) or reference < 1:
+        raise UserError(f"optimizer.lr_batch must be a positive integer, not {reference!r}")
+    return cfg["lr"] * (global_batch / reference) ** LR_SCALINGS[scaling]
 
 
 def build_scheduler(optimizer, cfg: Mapping, max_epochs: int, total_steps: Callable[[], int],

@@ -5,6 +5,9 @@ A run directory holds::
     config.yaml               resolved configuration, written before training starts
     checkpoints/best-*.ckpt   lowest validation loss so far
     checkpoints/last.ckpt     end of the latest epoch (what --resume continues from)
+    checkpoints/hpc_ckpt_N.ckpt  saved by a SLURM job at SIGUSR1 before it requeues itself
+                              (astrolearn/hpc/requeue.py; its restart, or --resume, continues
+                              from it when it is newer than last.ckpt)
     csv/version_*/            metrics.csv, one version per (re)start
     tensorboard/              TensorBoard events (one run, continued on resume)
 
@@ -28,6 +31,7 @@ from pathlib import Path
 
 from ..config import dump_config, read_yaml, to_plain
 from ..errors import UserError
+from ..hpc.slurm import requeued, trainer_layout
 from .settings import MONITOR, resolve_config
 
 CONFIG_FILE = "config.yaml"
@@ -54,8 +58,10 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
         Run directory (layout in the module documentation). A start that fails before training
         begins (a refused setting, Ctrl+C) leaves it as it was.
     resume : bool
-        Continue from ``out_dir/checkpoints/last.ckpt`` (weights, optimiser, scheduler, epoch).
-        ``max_epochs`` counts the epochs of the whole run, so raise it to train longer.
+        Continue from ``out_dir/checkpoints/last.ckpt`` (weights, optimiser, scheduler, epoch), or
+        from the newer ``hpc_ckpt_N.ckpt`` that a SLURM job saved when signalled. ``max_epochs``
+        counts the epochs of the whole run, so raise it to train longer. A requeued SLURM job
+        (``SLURM_RESTART_COUNT`` > 0) resumes its own run without being asked.
     overwrite : bool
         Without ``resume``, replace a previous run in ``out_dir`` instead of refusing to start.
     accelerator, devices, num_nodes, strategy, precision, max_epochs : optional
@@ -86,6 +92,9 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
     Rank 0 prints a line on the model before training and :func:`stop_reason` after it (also
     when interrupted).
 
+    In a SLURM step of several tasks (``srun``, as ``astrolearn submit`` runs), ``num_nodes``
+    and ``devices`` default to the step's nodes and tasks per node, and the strategy to DDP.
+
     Only global rank 0 checks and prepares ``out_dir``: processes started by Lightning's ``ddp``
     launcher run this function again after rank 0 has written ``config.yaml``.
     """
@@ -98,7 +107,8 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
 
     given = dict(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
                  precision=precision, max_epochs=max_epochs)
-    config = resolve_config(config, [{"trainer": {k: v for k, v in given.items() if v is not None}}])
+    given = {k: v for k, v in given.items() if v is not None}
+    config = resolve_config(config, [{"trainer": {**_slurm_layout(config, given), **given}}])
     if to_plain(module.hparams["config"]["model"]) != to_plain(config["model"]):
         raise ValueError("the module was built from another model configuration than the one given to fit")
     # Checkpoints then carry the resolved configuration, as config.yaml does.
@@ -106,6 +116,9 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
     t = config["trainer"]
     out_dir = Path(out_dir)
     last = out_dir / "checkpoints" / "last.ckpt"
+    if requeued() and not resume:
+        # The same command restarted by SLURM after a requeue: it continues its own run.
+        resume, overwrite = _latest_checkpoint(out_dir) is not None, True
 
     L.seed_everything(config["seed"], workers=True, verbose=False)
     checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best-{epoch:03d}", monitor=MONITOR,
@@ -121,6 +134,10 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
         all_callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     guard = StartGuard(out_dir)
     all_callbacks.append(guard.callback)
+    if "SLURM_JOB_ID" in os.environ:
+        from ..hpc.requeue import RequeueOnSignal
+
+        all_callbacks.append(RequeueOnSignal(out_dir / "checkpoints"))
     loggers = [
         # CSV: a new version per start, since Lightning would truncate an existing metrics.csv.
         CSVLogger(out_dir, name="csv"),
@@ -152,7 +169,7 @@ def fit(config, datamodule, module, out_dir, *, resume: bool = False, overwrite:
                 print(f"training {type(module.model).__name__} ({n_params:,} trainable parameters) on "
                       f"{trainer.num_devices * trainer.num_nodes} {device} device(s)", flush=True)
             try:
-                trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
+                trainer.fit(module, datamodule=datamodule, ckpt_path=_latest_checkpoint(out_dir) if resume else None)
             except SystemExit:
                 # Lightning turns Ctrl+C into sys.exit(1) after a graceful shutdown, leaving Ctrl+C
                 # ignored: restore it and report the interruption as such, so that the command line
@@ -226,9 +243,10 @@ def _say_why_stopped(trainer, best_checkpoint) -> None:
 def _quiet_lightning():
     """Raise Lightning's loggers to WARNING (banner, tips, summaries off) for the block.
 
-    Two warnings that say nothing about the user's run are dropped too: Lightning's own use of a
-    deprecated torch API, and per-step logging that small data sets cannot fill (the metrics are
-    logged per epoch as well).
+    Warnings that say nothing about the user's run are dropped too: Lightning's own use of a
+    deprecated torch API, per-step logging that small data sets cannot fill (the metrics are
+    logged per epoch as well), srun being installed (a SLURM login node) but not used, and
+    resuming mid-epoch with loaders that Lightning cannot see resume (ours do).
     """
     saved = {name: logging.getLogger(name).level for name in _LIGHTNING_LOGGERS}
     try:
@@ -236,6 +254,10 @@ def _quiet_lightning():
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
             warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the "
                                     r"logging interval")
+            # On a SLURM login node without srun: a run of its own (astrolearn submit adds srun).
+            warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
+            # Our loaders skip what a mid-epoch checkpoint had trained on (datamodule.batches_done).
+            warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
             for name in _LIGHTNING_LOGGERS:
                 logging.getLogger(name).setLevel(logging.WARNING)
             yield
@@ -271,16 +293,45 @@ def _strategy(name, timeout_s):
 
 
 def _plugins(devices):
-    """Let Lightning start the processes itself in a SLURM job of a single task.
+    """The cluster environment in a SLURM job (``None`` elsewhere: Lightning's choice).
 
     Under SLURM, Lightning expects one task per device (``srun --ntasks-per-node``); in a job
-    with ``--ntasks=1`` it would otherwise silently train on one device only.
+    with ``--ntasks=1`` it would otherwise silently train on one device only, so there it starts
+    the processes itself. Otherwise its SLURM environment, without its auto-requeue:
+    :class:`~astrolearn.hpc.requeue.RequeueOnSignal` checkpoints and requeues instead.
     """
-    if os.environ.get("SLURM_NTASKS") == "1" and devices not in (1, "1"):
-        from lightning.pytorch.plugins.environments import LightningEnvironment
+    from lightning.pytorch.plugins.environments import LightningEnvironment, SLURMEnvironment
 
+    if devices == "auto":
+        import torch
+
+        devices = torch.cuda.device_count()  # what "auto" takes on a GPU node; 1 process otherwise
+    if os.environ.get("SLURM_NTASKS") == "1" and devices not in (0, 1, "1"):
         return [LightningEnvironment()]
+    if SLURMEnvironment.detect():
+        return [SLURMEnvironment(auto_requeue=False)]
     return None
+
+
+def _slurm_layout(config, given: Mapping) -> dict:
+    """Nodes, devices and strategy of the SLURM step this process is a task of (see :func:`trainer_layout`).
+
+    The trainer options the caller gave win; the configuration's are replaced, since Lightning
+    refuses a layout other than the step's.
+    """
+    layout = {k: v for k, v in trainer_layout().items() if k not in given}
+    if not layout:
+        return {}
+    strategy = given.get("strategy", resolve_config(config)["trainer"]["strategy"])
+    if strategy == "auto":  # several processes: DDP, with its process-group timeout
+        layout["strategy"] = "ddp"
+    return layout
+
+
+def _latest_checkpoint(out_dir: Path) -> Path | None:
+    """The newest of ``last.ckpt`` (end of an epoch) and SLURM's ``hpc_ckpt_N.ckpt`` (saved at SIGUSR1)."""
+    found = [p for p in (out_dir / "checkpoints").glob("*.ckpt") if p.name == "last.ckpt" or p.name.startswith("hpc_ckpt_")]
+    return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
 
 
 def _prepare_run_dir(out_dir: Path, config: Mapping, resume: bool, overwrite: bool, set_aside):
@@ -289,7 +340,7 @@ def _prepare_run_dir(out_dir: Path, config: Mapping, resume: bool, overwrite: bo
     ``set_aside(path)`` removes an artefact of the run that ``overwrite`` replaces.
     """
     if resume:
-        if not (out_dir / "checkpoints" / "last.ckpt").is_file():
+        if _latest_checkpoint(out_dir) is None:
             raise UserError(f"{out_dir}: nothing to resume (no checkpoints/last.ckpt)")
         previous = out_dir / CONFIG_FILE
         if previous.is_file() and read_yaml(previous).get("model") != to_plain(config["model"]):
