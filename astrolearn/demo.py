@@ -135,9 +135,9 @@ def psf_demo(out: Path, n: int, n_fit: int, seed: int) -> str:
 def _scatter(path: Path, truth: dict, methods: dict, sel) -> None:
     """True vs estimated value of each shown parameter, one colour per method."""
     from .psf.metrics import parameter_label
-    from .psf.plots import _pyplot
+    from .plotting import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(PSF_SHOWN), figsize=(3 * len(PSF_SHOWN), 3.2), squeeze=False)
     for ax, name in zip(axes[0], PSF_SHOWN):
         t = truth[name][sel]

@@ -57,10 +57,9 @@ def run_loop(optics: Optics, estimate: Callable[[np.ndarray], np.ndarray], modes
 
 def plot_loop(path, table: dict, title: str) -> None:
     """PNG of the WFE and Strehl ratio per iteration: every case (thin lines) and the median."""
-    import matplotlib
+    from ..plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     k = int(table["iteration"].max()) + 1
     wfe = table["wfe_nm"].reshape(-1, k)

@@ -7,15 +7,6 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_data_model_residual(path, data: np.ndarray, model: np.ndarray, status=None, max_rows: int = 4) -> Path:
     """Rows of (data, model, residual) panels for up to ``max_rows`` frames.
 
@@ -23,7 +14,9 @@ def plot_data_model_residual(path, data: np.ndarray, model: np.ndarray, status=N
     residual (data - model) over the peak, on a linear scale; axes in pixels. ``status``: the fit
     status of each frame (``FitResult.status``), shown in the titles.
     """
-    plt = _pyplot()
+    from ..plotting import pyplot
+
+    plt = pyplot()
     n = min(len(data), max_rows)
     fig, axes = plt.subplots(n, 3, figsize=(10.5, 3.2 * n), squeeze=False)
     for i in range(n):

@@ -128,10 +128,9 @@ def readable_log_axis(axis) -> None:
 
 
 def _plots(res, ev, out_dir: Path) -> list[Path]:
-    import matplotlib
+    from ..plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     paths = []
     n_all = ev["n"]

@@ -63,10 +63,9 @@ def write_reports(out: Path, results: dict, truth: dict, prefix: str = "") -> li
     truth : dict
         ``label``, ``snr_cont``, ``mag`` arrays (N,).
     """
-    import matplotlib
+    from ..plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     true = truth["label"].astype(int)
     rows, md, conf_rows = [], [], []

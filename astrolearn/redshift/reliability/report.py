@@ -248,19 +248,12 @@ def _rows_to_columns(rows: list[dict]) -> dict:
 
 
 # ---- figures --------------------------------------------------------------------------------
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_report(out: Path, curves, methods, classes, scores, labels, diagrams, confusion, binned,
                 test_set: str) -> dict:
     """Write the PNG figures; returns {title: file name}. ``test_set`` names the spectra shown."""
-    plt = _pyplot()
+    from ...plotting import pyplot
+
+    plt = pyplot()
     figures = {}
     for name in classes:
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
