@@ -88,8 +88,8 @@ def fit_bias(psfs, fit_instrument) -> tuple[dict, dict]:
 
 
 def drawn_keck() -> dict:
-    """The ``nirc2`` preset's drawn ``keck_hex`` pupil spec, without its sampling."""
-    spec = dict(load_instrument("nirc2").pupil)
+    """The ``nirc2-drawn`` preset's ``keck_hex`` pupil spec, without its sampling."""
+    spec = dict(load_instrument("nirc2-drawn").pupil)
     spec.pop("min_pixels")
     return spec
 

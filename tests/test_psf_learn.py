@@ -177,10 +177,10 @@ def test_shipped_models_on_the_real_nirc2_frame(shared_data, tmp_path, capsys):
                  "--out", str(tmp_path / "named.csv"), "--plot", str(tmp_path / "named.png")]) == 0
     assert read_csv(tmp_path / "named.csv")["r0"][0] == read_csv(tmp_path / "none.csv")["r0"][0]
     # Another pupil than the network's: said in one line, the estimate is the network's.
-    assert main(["psf", "predict", frame, "--instrument", "nirc2", "--pupil", "keck_largehex_272px",
+    assert main(["psf", "predict", frame, "--instrument", "nirc2", "--pupil", "sphere_alc2_lyot_stop_384px",
                  "--out", str(tmp_path / "mask.csv")]) == 0
     warning = [line for line in capsys.readouterr().err.splitlines() if "trained on the pupil" in line]
-    assert len(warning) == 1 and "'keck_hex'" in warning[0] and "keck_largehex_272px" in warning[0]
+    assert len(warning) == 1 and "'file keck_largehex_272px.fits'" in warning[0] and "sphere_alc2" in warning[0]
     assert read_csv(tmp_path / "mask.csv")["r0"][0] == read_csv(tmp_path / "default.csv")["r0"][0]
     assert (tmp_path / "named.png").is_file()
     assert main(["psf", "predict", frame, "--instrument", "nirc2", "--model", "nirc3",

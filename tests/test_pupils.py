@@ -106,7 +106,7 @@ def test_zernike_orthonormal_on_disk():
 # ---- Keck ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("n", [80, 81, 128])
 def test_keck_pupil_geometry(n):
-    inst = load_instrument("nirc2")
+    inst = load_instrument("nirc2-drawn")
     pixel = inst.diameter_m / n
     pupil = P.make_pupil(inst.pupil, n, pixel, inst.diameter_m, inst.obscuration)
     assert pupil.shape == (n, n) and pupil.min() >= 0 and pupil.max() <= 1
@@ -123,7 +123,7 @@ def test_keck_pupil_geometry(n):
 
 
 def test_keck_segment_labels():
-    inst = load_instrument("nirc2")
+    inst = load_instrument("nirc2-drawn")
     n, pixel = 120, inst.diameter_m / 120
     pupil = P.make_pupil(inst.pupil, n, pixel, inst.diameter_m, inst.obscuration)
     labels = P.keck_segment_labels(n, pixel, pupil, segment_flat_to_flat_m=inst.pupil["segment_flat_to_flat_m"])
@@ -138,7 +138,7 @@ def test_keck_segment_labels():
 
 
 def test_keck_basis_is_segment_piston_and_parity():
-    inst = load_instrument("nirc2")
+    inst = load_instrument("nirc2-drawn")
     pupil, basis = inst.pupil_array, inst.static_basis
     assert basis.shape == (9,) + pupil.shape
     w = pupil / pupil.sum()
@@ -172,7 +172,7 @@ def test_keck_basis_span_of_reference_modes(shared_data):
 # ---- VLT ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("n", [87, 128])
 def test_vlt_pupil_geometry(n):
-    inst = load_instrument("irdis")
+    inst = load_instrument("irdis-drawn")
     pixel = inst.diameter_m / n
     pupil = P.make_pupil(inst.pupil, n, pixel, inst.diameter_m, inst.obscuration)
     np.testing.assert_array_equal(pupil, pupil[::-1, ::-1])
@@ -188,7 +188,7 @@ def test_vlt_pupil_matches_lyot_stop(shared_data):
 
 
 def test_petal_basis():
-    inst = load_instrument("irdis")
+    inst = load_instrument("irdis-drawn")
     pupil, basis = inst.pupil_array, inst.static_basis
     n, pixel = pupil.shape[0], inst.pupil_pixel_m
     assert basis.shape == (11, n, n)
@@ -211,7 +211,7 @@ def test_petal_basis():
 
 
 def test_petal_requires_global_piston_removal():
-    inst = load_instrument("irdis")
+    inst = load_instrument("irdis-drawn")
     with pytest.raises(UserError, match="remove_global_piston"):
         P.make_static_basis({"kind": "petal", "remove_global_piston": False}, inst.pupil_array,
                             inst.pupil_pixel_m, inst.diameter_m)

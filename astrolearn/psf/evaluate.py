@@ -257,7 +257,8 @@ def _cached_fit(fitter, images, weights, initial, cache: Path, progress: bool, p
     columns = fitter.names + ([f"{n}_err" for n in fitter.names] if prior else [])
     for a in (images, weights, *(() if initial is None else (np.asarray(initial[n], float) for n in columns))):
         h.update(np.ascontiguousarray(a).tobytes())
-    h.update(repr((fitter.names, fitter.max_iter, fitter.tol, MAX_LOG_STEP)).encode())
+    h.update(repr((fitter.names, fitter.max_iter, fitter.tol, MAX_LOG_STEP,
+                   getattr(fitter, "even", None) is not None and fitter.even.tolist())).encode())
     if prior:
         h.update(repr(PRIOR_PARAMS).encode())
     digest = h.hexdigest()
@@ -292,9 +293,9 @@ def _cached_fit(fitter, images, weights, initial, cache: Path, progress: bool, p
 
 def _plots(out_dir: Path, truth: dict, results: dict, names: list[str], test_set: str) -> None:
     """``scatter_<method>.png`` (every parameter) and ``errors_hist.png``; ``test_set`` names the data."""
-    from .plots import _pyplot
+    from ..plotting import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import NullFormatter
 
     ncol = int(np.ceil(np.sqrt(len(names))))

@@ -416,7 +416,8 @@ def train_psf(data_dir, config, out_dir, *, resume=False, overwrite=False, overr
                            transform=PsfTransform(layout=layout), **config["data"])
     training = {"data": str(Path(data_dir).resolve()), "n_samples": len(data.dataset),
                 "n_train": len(data.train_indices), "n_val": len(data.val_indices),
-                "simulation_seed": meta.get("seed"), "training_seed": config["seed"]}
+                "simulation_seed": meta.get("seed"), "training_seed": config["seed"],
+                "init_from": config["init_from"]}
     return fit_psf(config, data, out_dir, model_metadata(instrument, meta, even, layout, training), resume=resume,
                    overwrite=overwrite, **trainer_options)
 

@@ -263,6 +263,7 @@ def train_psf_online(instrument: Instrument, sim_config: dict | None, seed: int,
     data = OnlineDataModule(simulation, samples_per_epoch, val_samples, config["data"]["batch_size"])
     meta = shard_metadata(simulation.instrument, simulation.config, seed)
     training = {"data": "online", "samples_per_epoch": samples_per_epoch, "n_val": val_samples,
-                "simulation_seed": simulation.seed, "training_seed": config["seed"]}
+                "simulation_seed": simulation.seed, "training_seed": config["seed"],
+                "init_from": config["init_from"]}
     return fit_psf(config, data, out_dir, model_metadata(simulation.instrument, meta, even, layout, training),
                    resume=resume, overwrite=overwrite, **trainer_options)
