@@ -36,7 +36,7 @@ def _parameters(path, small: bool) -> dict:
 
 def test_there_are_tutorials():
     names = {p.stem for p in NOTEBOOKS}
-    assert {"psf_parameters", "petal_cophasing", "redshift_reliability", "anatomy_of_a_network"} <= names
+    assert {"psf_parameters", "petal_cophasing", "redshift_reliability", "spectral_classes", "anatomy_of_a_network"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
