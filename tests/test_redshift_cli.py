@@ -129,3 +129,18 @@ def test_text_input_single_spectrum(tmp_path):
     assert main(["redshift", "estimate", str(p), "--out", str(tmp_path / "o"), "--quiet", "--workers", "1", *GRID]) == 0
     row = (tmp_path / "o" / "redshifts.csv").read_text().splitlines()[1].split(",")
     assert abs(float(row[1]) - 1.3) / 2.3 < 0.003 and row[4] == "ok"
+
+
+def test_a_second_estimate_in_the_same_process_uses_its_own_grid(pipeline, tmp_path):
+    # The engine is cached per process (chunks of one run share it); another grid on the same
+    # spectra, as in a notebook or the demo, must not reuse the first run's engine.
+    root, sim, est = pipeline
+    for name, grid in (("coarse", ["--zrange", "0.8", "1.9", "--zstep", "1e-3"]), ("fine", GRID)):
+        assert main(["redshift", "estimate", str(sim), "--out", str(tmp_path / name), "--quiet", "--workers", "1",
+                     *grid]) == 0
+    sizes = {}
+    for name in ("coarse", "fine"):
+        with h5py.File(tmp_path / name / "zpdf-00000.h5") as f:
+            sizes[name] = f["log_pdf"].shape[1]
+    with h5py.File(est / "zpdf-00000.h5") as f:
+        assert sizes["fine"] == f["log_pdf"].shape[1] > 2 * sizes["coarse"]

@@ -53,7 +53,10 @@ def _process_chunk(i, input_path, chunk_size, out, config, resolution, log_prior
     elif lsf is None:
         r = DEFAULT_R_NIR if np.median(sp.wave) > 9000 else DEFAULT_R_OPT
         lsf = lsf_sigma_from_resolution(sp.wave, r)
-    key = _digest(sp.wave, lsf, sp.pixel_width if sp.pixel_width is not None else [])
+    # One engine per process and setting: the same pixels with another grid, template set or prior
+    # (a second run in a notebook or the demo) must not reuse the previous engine.
+    key = (_digest(sp.wave, lsf, sp.pixel_width if sp.pixel_width is not None else [],
+                   log_prior if log_prior is not None else []), json.dumps(config.to_dict(), sort_keys=True))
     if key not in _ENGINES:
         _ENGINES.clear()
         _ENGINES[key] = RedshiftEngine(sp.wave, lsf, config, pixel_width=sp.pixel_width, log_prior=log_prior)
