@@ -47,20 +47,11 @@ class CophaseTargets:
         return observable(params[:, [names.index(n) for n in self.names]])
 
 
-def shipped_models() -> list[str]:
-    return sorted(p.parent.name for p in PACKAGED.glob(f"*/{METADATA_FILE}"))
-
-
 def locate_model(model=None) -> Path:
     """Directory of a model given as a run directory or a shipped model's name (default: the shipped one)."""
-    model = DEFAULT_MODEL if model is None else model
-    path = Path(model)
-    if (path / METADATA_FILE).is_file():
-        return path
-    if str(model) in shipped_models():
-        return PACKAGED / str(model)
-    raise UserError(f"{model}: neither a cophasing model directory (with {METADATA_FILE}) nor a shipped model "
-                    f"({', '.join(shipped_models()) or 'none shipped'})")
+    from ..shipped import locate_model_dir
+
+    return locate_model_dir(DEFAULT_MODEL if model is None else model, PACKAGED, METADATA_FILE, "cophasing")
 
 
 class CophaseEstimator:

@@ -295,20 +295,11 @@ def model_metadata(instrument: Instrument, shard_meta: dict, even: list[bool], l
     }
 
 
-def shipped_models() -> list[str]:
-    """Names of the models shipped in the package (``nirc2``, ``nirc2-nostatic``, ...)."""
-    return sorted(p.parent.name for p in PACKAGED.glob(f"*/{METADATA_FILE}"))
-
-
 def locate_model(model) -> Path:
     """The directory of a model given as a run/model directory or as a shipped model's name."""
-    path = Path(model)
-    if (path / METADATA_FILE).is_file():
-        return path
-    if str(model) in shipped_models():
-        return PACKAGED / str(model)
-    raise UserError(f"{model}: neither a PSF model directory (with {METADATA_FILE}) nor a shipped model "
-                    f"({', '.join(shipped_models())})")
+    from ..shipped import locate_model_dir
+
+    return locate_model_dir(model, PACKAGED, METADATA_FILE, "PSF")
 
 
 def read_metadata(model_dir: Path) -> dict:
