@@ -63,13 +63,15 @@ def register(sub) -> None:
     p.add_argument("--iterations", type=positive_int, default=2, help="corrections per case")
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--out", required=True, help="output directory (loop.csv, loop.png, config.yaml)")
-    p.add_argument("--estimator", choices=["cnn", "lsq"], default="cnn")
+    p.add_argument("--estimator", choices=["cnn", "lsq", "gs"], default="cnn",
+                   help="cnn, phase-diversity least squares (lsq) or Gerchberg-Saxton (gs) (default cnn)")
     p.add_argument("--model", help="CNN: run directory or shipped model name (default: the shipped azimov); its "
-                   "optics are the loop's for both estimators")
+                   "optics are the loop's for every estimator")
     p.add_argument("--photons", type=float, help="photo-electrons per image (default: 1e5)")
     p.add_argument("--piston", type=float, default=300.0, help="initial pistons ~ U(-P, P) nm (default 300)")
     p.add_argument("--tiptilt", type=float, default=150.0, help="initial tip/tilt ~ U(-T, T) nm RMS (default 150)")
     _add_lsq_args(p)
+    _add_gs_args(p)
     p.add_argument("--overwrite", action="store_true")
     add_progress_flag(p)
     p.set_defaults(func=cmd_loop)
@@ -87,6 +89,11 @@ def _add_lsq_args(p) -> None:
     p.add_argument("--starts", type=positive_int, default=8, help="least squares: starting points per image "
                    "(the first at zero, the others drawn from the priors)")
     p.add_argument("--max-iter", type=positive_int, default=60, help="least squares: L-BFGS iterations per start")
+
+
+def _add_gs_args(p) -> None:
+    p.add_argument("--gs-iterations", type=positive_int, default=200, help="Gerchberg-Saxton: most iterations per "
+                   "image (it stops earlier once the estimate moves by < 0.001 nm; default 200)")
 
 
 def _numbers(text, option) -> list[float]:
