@@ -16,10 +16,11 @@ different wavelengths agree on one wavefront instead of wrapping at different pl
 
 The wavefront is then projected by least squares onto the 12 petal modes over each petal's
 pixels (weighted by the pupil transmission) at every iteration: modal (parametric) GS. With the
-phase left free on every pupil pixel and projected only at the end, the iteration stagnates at
-several nm from the truth (measured: 7 nm RMS median at pistons +-150 nm, against 0.001 nm
-modal, noiseless, 100 iterations): the 32 x 32 detector constrains too little of the focal
-plane for 3 000 free pupil phases. The estimate starts at zero (flat wavefront, the natural start
+phase left free on every pupil pixel and projected only at the end, the iteration stagnates
+several nm from the truth (measured on 16 noiseless broadband pairs, pistons +-150 nm, tip/tilt
++-100 nm, 100 iterations: median error 8 nm RMS, against < 0.01 nm with the projection at every
+iteration): the 32 x 32 detector constrains too little of the focal plane for 3 000 free pupil
+phases. The estimate starts at zero (flat wavefront, the natural start
 in a closed loop) and iterates until no estimate of a batch moves by more than ``tol_nm``.
 
 Sampling: the propagator is the model's own matrix Fourier transform (:meth:`Optics._mft`), so
