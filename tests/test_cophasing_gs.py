@@ -83,3 +83,32 @@ def test_loop_refuses_bad_gs_iterations_in_one_line(tmp_path, capsys, value):
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--gs-iterations" in last and value in last
     assert not out.exists()
+
+
+def test_fit_with_gs_reads_a_fits_cube_and_writes_the_modes_with_cramer_rao_errors(tmp_path, capsys):
+    from astropy.io import fits
+
+    from astrolearn.cophasing.learn import CophaseEstimator, locate_model
+
+    optics = Optics.from_dict(CophaseEstimator.read_meta(locate_model())["optics"])  # the shipped sensor
+    modes = _small(2, 5, 80.0, 40.0)
+    cube = tmp_path / "pairs.fits"
+    fits.writeto(cube, _images(optics, modes))
+    out = tmp_path / "gs.csv"
+    assert main(["cophase", "fit", str(cube), "--estimator", "gs", "--out", str(out)]) == 0
+    header, *rows = out.read_text().splitlines()
+    names = header.split(",")
+    assert names[-1] == "wfe_nm" and "chi2_per_pixel" not in names
+    values = np.array([[float(v) for v in r.split(",")] for r in rows])
+    estimate = values[:, [names.index(n) for n in optics.names]]
+    errors = values[:, [names.index(f"{n}_err") for n in optics.names]]
+    assert np.abs(estimate - observable(modes)).max() < 0.1
+    assert (errors > 0).all() and (errors < 1).all()  # the bound at 1e5 e- per image: a fraction of a nm
+    assert "estimator: gs" in (tmp_path / "gs.config.yaml").read_text()
+
+    bad = tmp_path / "bad.fits"
+    fits.writeto(bad, np.ones((1, 16, 16)))
+    assert main(["cophase", "fit", str(bad), "--estimator", "gs", "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("astrolearn: error:") and "shape" in err and "\n" not in err
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / "x.config.yaml").exists()
