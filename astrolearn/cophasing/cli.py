@@ -33,7 +33,8 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_train)
 
     for verb, text in (("predict", "estimate the 12 modes of images with the CNN"),
-                       ("fit", "estimate the 12 modes by phase-diversity least squares (classical baseline)")):
+                       ("fit", "estimate the 12 modes by a classical baseline: phase-diversity least squares "
+                        "or Gerchberg-Saxton")):
         p = verbs.add_parser(verb, help=text)
         p.add_argument("input", help="FITS cube (C,H,W) or (N,C,H,W) [e-, background subtracted; channel 0 in "
                        "focus, 1 defocused], or a simulated .h5 shard")
@@ -42,7 +43,10 @@ def register(sub) -> None:
         p.add_argument("--out", required=True, help="output CSV (12 modes and their _err, nm)")
         p.add_argument("--overwrite", action="store_true", help="replace an existing output")
         if verb == "fit":
+            p.add_argument("--estimator", choices=["lsq", "gs"], default="lsq",
+                           help="phase-diversity least squares (lsq) or Gerchberg-Saxton (gs) (default lsq)")
             _add_lsq_args(p)
+            _add_gs_args(p)
             add_progress_flag(p)
         p.set_defaults(func=cmd_predict if verb == "predict" else cmd_fit)
 
@@ -63,13 +67,15 @@ def register(sub) -> None:
     p.add_argument("--iterations", type=positive_int, default=2, help="corrections per case")
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--out", required=True, help="output directory (loop.csv, loop.png, config.yaml)")
-    p.add_argument("--estimator", choices=["cnn", "lsq"], default="cnn")
+    p.add_argument("--estimator", choices=["cnn", "lsq", "gs"], default="cnn",
+                   help="cnn, phase-diversity least squares (lsq) or Gerchberg-Saxton (gs) (default cnn)")
     p.add_argument("--model", help="CNN: run directory or shipped model name (default: the shipped azimov); its "
-                   "optics are the loop's for both estimators")
+                   "optics are the loop's for every estimator")
     p.add_argument("--photons", type=float, help="photo-electrons per image (default: 1e5)")
     p.add_argument("--piston", type=float, default=300.0, help="initial pistons ~ U(-P, P) nm (default 300)")
     p.add_argument("--tiptilt", type=float, default=150.0, help="initial tip/tilt ~ U(-T, T) nm RMS (default 150)")
     _add_lsq_args(p)
+    _add_gs_args(p)
     p.add_argument("--overwrite", action="store_true")
     add_progress_flag(p)
     p.set_defaults(func=cmd_loop)
@@ -87,6 +93,11 @@ def _add_lsq_args(p) -> None:
     p.add_argument("--starts", type=positive_int, default=8, help="least squares: starting points per image "
                    "(the first at zero, the others drawn from the priors)")
     p.add_argument("--max-iter", type=positive_int, default=60, help="least squares: L-BFGS iterations per start")
+
+
+def _add_gs_args(p) -> None:
+    p.add_argument("--gs-iterations", type=positive_int, default=200, help="Gerchberg-Saxton: most iterations per "
+                   "image (it stops earlier once the estimate moves by < 0.001 nm; default 200)")
 
 
 def _numbers(text, option) -> list[float]:
@@ -196,14 +207,21 @@ def cmd_fit(args) -> int:
     images = load_images(args.input, fitter.optics)
     fitter.check(images, args.input)
     start = time.perf_counter()
-    result = fitter.fit(images, progress=not args.no_progress)
+    if args.estimator == "gs":
+        from .gs import GsEstimator
+
+        modes = GsEstimator(fitter.optics, iterations=args.gs_iterations).estimate(images)
+        # GS gives no uncertainty: the errors are the Cramer-Rao bound at its estimate, as for least squares.
+        std, extra, settings = fitter.uncertainty(images, modes), {}, {"gs_iterations": args.gs_iterations}
+    else:
+        result = fitter.fit(images, progress=not args.no_progress)
+        modes, std, extra = result.modes, result.std, {"chi2_per_pixel": result.chi2}
+        settings = {"starts": args.starts, "max_iter": args.max_iter}
     elapsed = time.perf_counter() - start
-    _write_table(args, result.modes, result.std, {"wfe_nm": fitter.optics.wfe_nm(result.modes),
-                                                  "chi2_per_pixel": result.chi2},
-                 fitter.optics.names, {"command": "cophase fit", "optics": fitter.optics.to_dict(),
-                                       "starts": args.starts, "max_iter": args.max_iter,
-                                       "seconds_per_image": elapsed / len(images)})
-    print(f"fitted {len(images)} measurement(s) in {elapsed:.1f} s; wrote {args.out}")
+    _write_table(args, modes, std, {"wfe_nm": fitter.optics.wfe_nm(modes), **extra}, fitter.optics.names,
+                 {"command": "cophase fit", "estimator": args.estimator, "optics": fitter.optics.to_dict(),
+                  **settings, "seconds_per_image": elapsed / len(images)})
+    print(f"fitted {len(images)} measurement(s) ({args.estimator}) in {elapsed:.1f} s; wrote {args.out}")
     return 0
 
 

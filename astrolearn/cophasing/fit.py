@@ -10,8 +10,7 @@ closed loop), the others are drawn from the priors, and each measurement keeps i
 residual. Images of a centro-symmetric pupil without diversity have two equally good solutions
 (:func:`optics.twin_modes`), monochromatic ones one per wavelength of piston: the fit returns one.
 
-Gerchberg-Saxton is not implemented: with 12 modes and a differentiable model, the
-gradient-based fit is the direct baseline.
+The other classical baseline, Gerchberg-Saxton, is :mod:`gs`.
 
 Cramer-Rao bound (:func:`fisher`, :func:`crb`): the Fisher information of the modes for pixels
 of mean ``mu = photons psf + background`` and variance ``mu + read_noise^2`` (Poisson plus

@@ -85,16 +85,24 @@ def plot_loop(path, table: dict, title: str) -> None:
     plt.close(fig)
 
 
-def make_estimator(kind: str, model=None, starts: int = 8, max_iter: int = 60):
-    """``(optics, noise settings, estimate)`` of the CNN or of least squares with a model's optics."""
+def make_estimator(kind: str, model=None, starts: int = 8, max_iter: int = 60, gs_iterations: int = 200):
+    """``(optics, noise settings, estimate)`` of the CNN, least squares (``lsq``) or Gerchberg-Saxton (``gs``).
+
+    The classical estimators use the optics of the model (default: the shipped CNN's).
+    """
     from .learn import CophaseEstimator, locate_model
 
     if kind == "cnn":
         cnn = CophaseEstimator(model)
         return cnn.optics, cnn.meta.get("noise") or {}, lambda images: cnn.estimate(images)[0]
+    meta = CophaseEstimator.read_meta(locate_model(model))
+    if kind == "gs":
+        from .gs import GsEstimator
+
+        gs = GsEstimator.from_meta(meta, iterations=gs_iterations)
+        return gs.optics, meta.get("noise") or {}, gs.estimate
     from .fit import LsqFitter
 
-    meta = CophaseEstimator.read_meta(locate_model(model))
     fitter = LsqFitter.from_meta(meta, starts=starts, max_iter=max_iter)
     return fitter.optics, meta.get("noise") or {}, lambda images: fitter.fit(images, with_std=False).modes
 
@@ -112,7 +120,8 @@ def run_loop_command(args) -> None:
     photons = DEFAULT_PHOTONS if args.photons is None else args.photons
     if photons <= 0 or args.piston < 0 or args.tiptilt < 0:
         raise UserError("--photons must be > 0, --piston and --tiptilt >= 0")
-    optics, trained_noise, estimate = make_estimator(args.estimator, args.model, args.starts, args.max_iter)
+    optics, trained_noise, estimate = make_estimator(args.estimator, args.model, args.starts, args.max_iter,
+                                                     args.gs_iterations)
     noise = {"read_noise_e": trained_noise.get("read_noise_e", 1.0),
              "background_e": trained_noise.get("background_e", 0.0)}
     rng = np.random.default_rng(args.seed)
@@ -130,6 +139,7 @@ def run_loop_command(args) -> None:
         "optics": optics.to_dict(), "strehl_wavelength_nm": optics.reference_wavelength,
         "seconds_per_estimate": result["seconds_per_estimate"], "astrolearn_version": __version__,
         **({"starts": args.starts, "max_iter": args.max_iter} if args.estimator == "lsq" else {}),
+        **({"gs_iterations": args.gs_iterations} if args.estimator == "gs" else {}),
     })
     k = args.iterations + 1
     wfe = result["wfe_nm"].reshape(-1, k)
