@@ -10,8 +10,9 @@ command printed beside it. Exit status 1 when any result is stale.
 A marker covers its own section and, when it stands before the section's first subheading, every
 subsection under it (a marker under a ``##`` heading before any ``###`` covers the whole ``##``
 section). A section that is not covered is listed as unchecked when its own text holds a figure:
-a digit anywhere outside references (issue, section, commit and § numbers) and HTML comments.
-Headings of prose or of an index are therefore not listed.
+a number (a digit not glued to a letter, as in ``chi2``) outside references (issue, section and §
+numbers, commit hashes) and HTML comments. Headings of prose or of an index are therefore not
+listed.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from timing import code_digest
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 MARKER = re.compile(r"<!-- result: (?P<name>[^;]+); code: (?P<code>[^;]+); digest: (?P<digest>[0-9a-f]+) -->")
-#: Numbers that are references, not figures: "issue 13", "section 2", "commit 1b494eb", "§5".
-REFERENCE = re.compile(r"<!--.*?-->|\b(?:issues?|sections?|commit)\s+[0-9a-f]+\b|§\s*\d+", re.IGNORECASE)
+#: Numbers that are references, not figures: "issue 13", "section 2", "§5", "commit 1b494eb", "cd946a3".
+REFERENCE = re.compile(r"<!--.*?-->|\b(?:issues?|sections?|commit)\s+[0-9a-f]+\b|§\s*\d+"
+                       r"|\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b", re.IGNORECASE)
+#: A figure: a digit that does not continue a name (``chi2``, ``log10``).
+FIGURE = re.compile(r"(?<![A-Za-z_])\d")
 
 
 def check(text: str) -> tuple[list[tuple[str, bool]], list[str]]:
@@ -40,7 +44,7 @@ def check(text: str) -> tuple[list[tuple[str, bool]], list[str]]:
             return
         level, marked = open_[-1]
         covered = marked or any(m for _, m in open_[:-1])
-        if not covered and re.search(r"\d", REFERENCE.sub("", "\n".join(body))):
+        if not covered and FIGURE.search(REFERENCE.sub("", "\n".join(body))):
             unchecked.append(title)
 
     for line in text.splitlines():
