@@ -11,7 +11,7 @@ A marker covers its own section and, when it stands before the section's first s
 subsection under it (a marker under a ``##`` heading before any ``###`` covers the whole ``##``
 section). A section that is not covered is listed as unchecked when its own text holds a figure:
 a number (a digit not glued to a letter, as in ``chi2``) outside references (issue, section and §
-numbers, commit hashes) and HTML comments. Headings of prose or of an index are therefore not
+numbers, commit hashes), inline code (names, command options) and HTML comments. Headings of prose or of an index are therefore not
 listed.
 """
 
@@ -25,8 +25,9 @@ from timing import code_digest
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 MARKER = re.compile(r"<!-- result: (?P<name>[^;]+); code: (?P<code>[^;]+); digest: (?P<digest>[0-9a-f]+) -->")
-#: Numbers that are references, not figures: "issue 13", "section 2", "§5", "commit 1b494eb", "cd946a3".
-REFERENCE = re.compile(r"<!--.*?-->|\b(?:issues?|sections?|commit)\s+[0-9a-f]+\b|§\s*\d+"
+#: Numbers that are no figures: references ("issue 13", "section 2", "§5", "commit 1b494eb",
+#: "cd946a3"), inline code ("`3class`", "`--n 400`") and comments.
+REFERENCE = re.compile(r"<!--.*?-->|`[^`\n]*`|\b(?:issues?|sections?|commit)\s+[0-9a-f]+\b|§\s*\d+"
                        r"|\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b", re.IGNORECASE)
 #: A figure: a digit that does not continue a name (``chi2``, ``log10``).
 FIGURE = re.compile(r"(?<![A-Za-z_])\d")

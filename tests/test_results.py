@@ -34,6 +34,6 @@ def test_a_marker_before_the_first_subheading_covers_the_subsections():
 def test_prose_and_index_headings_are_not_unchecked():
     text = ("# Results\nEvery number comes from the command quoted with it (commit abc1234).\n"
             "## Physics (issue 2)\n### Sub (issue 13, section 3; §5)\n<!-- a comment 42 -->\nsee above\n"
-            "### Moved\nchi2 tables: `git show cd946a3:RESULTS.md`\n"
+            "### Moved\nchi2 tables of `3class`: `git show cd946a3:RESULTS.md`\n"
             "### Figures\nload average 3\n")
     assert check(text) == ([], ["Figures"])
