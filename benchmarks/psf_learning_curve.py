@@ -35,17 +35,23 @@ def learning_curve(run: Path) -> list[dict]:
     return sorted(rows.values(), key=lambda r: r["samples_seen"])
 
 
+def markdown(curve: list[dict]) -> str:
+    """The rows of :func:`learning_curve` as a Markdown table."""
+    lines = ["| epoch | samples seen | MAE ln r0 | MAE ln A | MAE static [nm] | val loss |", "|---|---|---|---|---|---|"]
+    for r in curve:
+        static = "-" if r["static_nm"] != r["static_nm"] else f"{r['static_nm']:.2f}"  # "-": no static modes
+        lines.append(f"| {r['epoch']} | {r['samples_seen']:.0f} | {r['r0']:.4f} | {r['amp']:.4f} | {static} | "
+                     f"{r['val_loss']:.4f} |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
     ap.add_argument("--plot", type=Path, help="PNG of the errors against samples seen")
     args = ap.parse_args()
     curve = learning_curve(args.run)
-    print("| epoch | samples seen | MAE ln r0 | MAE ln A | MAE static [nm] | val loss |\n|---|---|---|---|---|---|")
-    for r in curve:
-        static = "-" if r["static_nm"] != r["static_nm"] else f"{r['static_nm']:.2f}"  # "-": no static modes
-        print(f"| {r['epoch']} | {r['samples_seen']:.0f} | {r['r0']:.4f} | {r['amp']:.4f} | {static} | "
-              f"{r['val_loss']:.4f} |")
+    print(markdown(curve))
     if args.plot:
         import matplotlib
 

@@ -16,11 +16,24 @@ the CNN's standard deviations without the model's ``err_scale`` calibration.
 from __future__ import annotations
 
 import argparse
-import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
-import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import commit, machine, results_marker  # noqa: E402
+
+SHIPPED = ["astrolearn/psf/models/nirc2/checkpoints/best-epoch=002.ckpt", "astrolearn/psf/models/nirc2/psf_model.json",
+           "astrolearn/psf/models/nirc2-nostatic/checkpoints/best-epoch=003.ckpt",
+           "astrolearn/psf/models/nirc2-nostatic/psf_model.json",
+           "astrolearn/psf/models/irdis/checkpoints/best-epoch=003.ckpt", "astrolearn/psf/models/irdis/psf_model.json"]
+#: The code the printed result measures (benchmarks/check_results.py): simulation like the
+#: training sets, the CNNs with their err_scale, the fit and its covariance.
+MEASURED = ["astrolearn/psf/learn.py", "astrolearn/psf/fit.py", "astrolearn/psf/model.py", "astrolearn/psf/noise.py",
+            "astrolearn/psf/simulate.py", "astrolearn/psf/instruments.py", "astrolearn/psf/pupils.py", *SHIPPED,
+            "benchmarks/psf_pulls.py"]
 
 SETS = (("nirc2", True, True), ("nirc2-nostatic", False, True), ("irdis", None, False))
 PARAMS = ["r0", "bck", "amp", "alpha", "ratio", "beta", "flux"]
@@ -50,8 +63,11 @@ def main():
     from astrolearn.psf.learn import PACKAGED, PsfEstimator, pulls, simulated_like_training
     from astrolearn.psf.noise import variance_from_image
 
-    print(f"# Pulls (est - true) / err, seed {args.seed}; {platform.machine()}, {torch.get_num_threads()} torch "
-          f"threads{'; CNN std uncalibrated (--raw)' if args.raw else ''}\n")
+    import torch
+
+    print(results_marker("psf_pulls", MEASURED))
+    print(f"Pulls (est - true) / err, seed {args.seed}; commit {commit()}; {machine()}; {torch.get_num_threads()} "
+          f"torch threads{'; CNN std uncalibrated (--raw)' if args.raw else ''}\n")
     print("| set | method | parameter | n | mean | std | robust std | within +-1 [%] |\n"
           "|---|---|---|---|---|---|---|---|")
     for name, static, fit in SETS:
@@ -85,6 +101,7 @@ def main():
               f"{np.percentile(result.chi2, 95):.4f}); errors scaled (err_scale != 1) on "
               f"{int((result.err_scale != 1).sum())}; all fits' pulls std: "
               + ", ".join(f"{n} {np.nanstd(fz[n]):.2f}" for n in PARAMS) + "\n")
+    print(f"End: {machine()}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measured import CLI, ENGINE, RELIABILITY  # noqa: E402
+from timing import commit, machine, results_marker  # noqa: E402
+
+#: The code the printed result measures (benchmarks/check_results.py).
+MEASURED = [*ENGINE, *CLI, *RELIABILITY, "benchmarks/real_spectra.py"]
 TOL = 0.003
 FLAG = 0.5
 
@@ -199,13 +205,11 @@ def main(argv=None) -> int:
                               f"{'yes' if r['goal'] else 'no'} |")
     ref_lines = [f"- `{f}`: {e}" for f, e in refused.items()]
     total = sum(seconds.values())
-    import subprocess
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip() or "unknown"
     text = "\n".join(["# Real spectra: astrolearn redshift run vs pipeline redshifts", "",
+                      results_marker("real_spectra", MEASURED),
                       f"{len(rows)} spectra from {len(results)} files, tolerance |dz| < {args.tol:g} (1+z), "
-                      f"grid z {zmin:g}-{zmax:g}; commit {commit}; run time {total:.0f} s (this invocation).", "",
+                      f"grid z {zmin:g}-{zmax:g}; commit {commit()}; run time {total:.0f} s (this invocation); "
+                      f"{machine()}.", "",
                       "## Per survey and class", "", *lines, "", "## Goal", "", *goal_lines, "",
                       "## Disagreements", "", *fail_lines, "", "## Files refused", "", *(ref_lines or ["none"]), ""])
     out.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from timing import commit
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measured import CLI, ENGINE, RELIABILITY, SIMULATOR  # noqa: E402
+from timing import commit, machine, results_marker  # noqa: E402
+
+#: The code the printed result measures (benchmarks/check_results.py), the shipped map included.
+MEASURED = [*ENGINE, *SIMULATOR, *CLI, *RELIABILITY, "benchmarks/redshift_calibration.py"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = {"fit": 3001, "test": 3002}
@@ -116,6 +121,7 @@ def main(argv=None) -> int:
         calibration_table,
         ece_interval,
         fit_proba_calibration,
+        load_calibration,
     )
 
     t0 = time.perf_counter()
@@ -137,12 +143,17 @@ def main(argv=None) -> int:
     if args.ship:
         CALIBRATION_FILE.write_text(json.dumps(cal.to_dict(), indent=1) + "\n")
 
-    scores = {"z_proba (raw)": test_p, "z_proba_cal (shipped form)": cal(test_p),
+    shipped = load_calibration()
+    scores = {"z_proba (raw)": test_p, "z_proba_cal (the shipped map)": shipped(test_p),
+              "map refitted here (the shipped form)": cal(test_p),
               "temperature + bias only": temp(test_p), "p_success (classical CNN)": p_success(test_est)}
-    lines = [f"Test set: seed {SEEDS['test']}, {len(test_p)} simulated spectra, success rate {test_ok.mean():.4f}; "
+    lines = [results_marker("redshift_calibration", MEASURED), f"{machine()}.", "",
+             f"Test set: seed {SEEDS['test']}, {len(test_p)} simulated spectra, success rate {test_ok.mean():.4f}; "
              f"fit set: seed {SEEDS['fit']}, {len(fit_p)} spectra, success rate {fit_ok.mean():.4f}. "
              f"Commit {meta['commit']}; data stage {t_data:.0f} s.", "",
-             f"Map fitted: knots {list(cal.knots)} (log-odds), bias {cal.bias:.4f}, slopes "
+             f"Shipped map: knots {list(shipped.knots)}, bias {shipped.bias:.4f}, slopes "
+             f"{[round(s, 4) for s in shipped.slopes]} (commit {shipped.meta.get('commit')}). "
+             f"Map {'fitted and shipped' if args.ship else 'refitted here (not shipped)'}: knots {list(cal.knots)} (log-odds), bias {cal.bias:.4f}, slopes "
              f"{[round(s, 4) for s in cal.slopes]}; temperature + bias only: T = {temp.temperature:.4f}, "
              f"bias {temp.bias:.4f}.", "",
              f"| score | ECE [95 % bootstrap] | bins with n >= {MIN_BIN_COUNT} | within {BIN_TOLERANCE} | goal |",

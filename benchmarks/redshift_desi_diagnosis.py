@@ -25,8 +25,18 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measured import CLI, ENGINE  # noqa: E402
+from timing import commit, machine, results_marker  # noqa: E402
+
+#: The code the printed result measures (benchmarks/check_results.py).
+MEASURED = [*ENGINE, *CLI, "benchmarks/redshift_desi_diagnosis.py"]
 
 C_KMS = 299792.458
 #: Vacuum rest wavelengths [Angstrom] of Lyman alpha and of the Lyman limit.
@@ -162,15 +172,21 @@ def main(argv=None):
     ap.add_argument("--zrange", type=float, nargs=2, default=(0.0, 1.5))
     args = ap.parse_args(argv)
 
+    print(results_marker("redshift_desi_diagnosis", MEASURED))
+    print(f"{Path(args.coadd).name}: commit {commit()}; {machine()}")
     sp = rio.read_desi_coadd(args.coadd)
     ref = fits.getdata(args.redrock, "REDSHIFTS")
     z_rr = float(ref["Z"][0])
     print(f"redrock: {ref['SPECTYPE'][0]} z = {z_rr:.5f} ZWARN {ref['ZWARN'][0]} DELTACHI2 {ref['DELTACHI2'][0]:.0f} "
           f"chi2 {ref['CHI2'][0]:.0f} over {ref['NPIXELS'][0]} pixels")
     eng = RedshiftEngine(sp.wave, sp.lsf_sigma, EngineConfig(grid=ZGrid(*args.zrange)), pixel_width=sp.pixel_width)
+    t0 = time.perf_counter()
     res = eng.run(sp.flux, sp.ivar)
+    seconds = time.perf_counter() - t0
     z_al = float(res.z[0])
-    print(f"engine:  z = {z_al:.5f} z_proba {res.z_proba[0]:.6f} chi2 {res.chi2_min[0]:.1f} over {res.npix[0]} "
+    print(f"engine ({seconds:.1f} s, {eng.workers} worker threads, z {args.zrange[0]:g}-{args.zrange[1]:g}, "
+          f"{eng.grid.z.size} redshifts, stride {eng.stride}):")
+    print(f"engine:  z = {z_al:.6f} Dz {res.z_err[0]:.2g} z_proba {res.z_proba[0]:.6f} chi2 {res.chi2_min[0]:.1f} over {res.npix[0]} "
           f"pixels; candidates {np.round(res.candidates.z[0], 5)} probabilities {res.candidates.proba[0]}")
 
     # float64 refits in 1e-17 erg/s/cm2/A (DESI's unit), so that coefficients read as line fluxes

@@ -3,33 +3,38 @@
 Simulates NISP red-grism spectra (``astrolearn.redshift.simulate``), estimates their redshifts
 with the astrolearn engine over the default grid (z 0.01-3.0, step 1e-4 in ln(1+z), 13764
 redshifts) and, on a subset, with redrock (PyPI ``redrock``) given the same model family: our
-5 continuum templates + the 15 emission-line groups as redrock "NMF" (non-negative) basis
+5 continuum templates + the emission-line groups as redrock "NMF" (non-negative) basis
 vectors, the NISP Gaussian LSF as redrock's resolution matrix and the same redshift grid.
-Reports spectra/s (wall clock and CPU time) and success rates |dz|/(1+z) < 0.003.
+
+Timings go through ``benchmarks/timing.py`` (one warm-up call, then ``--repeats`` interleaved
+rounds; median and range), the torch and BLAS pools held to one thread so that the engine's
+worker threads are the only parallelism. Printed: a result marker, the machine and its load,
+one table of seconds, spectra/s and CPU ms per spectrum (``time.process_time`` over all timed
+calls) per method, and success rates |dz|/(1+z) < 0.003 with 95 % Wilson intervals.
 
 Usage::
 
-    python benchmarks/redshift_engine.py --n 1000 --redrock-n 40 --out /tmp/bench.json
-
-The machine is shared: the load average is recorded with each timing.
+    OMP_NUM_THREADS=1 python benchmarks/redshift_engine.py --n 400 --redrock-n 8
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import io
 import math
-import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measured import ENGINE, SIMULATOR  # noqa: E402
+from timing import commit, compare, machine, results_marker, threads  # noqa: E402
 
-def load_average() -> float:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float("nan")
+#: The code the printed result measures (benchmarks/check_results.py).
+MEASURED = [*ENGINE, *SIMULATOR, "benchmarks/redshift_engine.py"]
 
 
 def simulate(n: int, seed: int):
@@ -45,25 +50,46 @@ def success(z, zt, tol=0.003):
     return np.isfinite(z) & (np.abs(z - zt) / (1 + zt) < tol)
 
 
-def run_astrolearn(cfg, flux, ivar, workers: int, stride="auto"):
-    import torch
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """95 % Wilson interval of a rate k/n."""
+    zc, p = 1.959964, k / n
+    mid, half = p + zc**2 / (2 * n), zc * math.sqrt(p * (1 - p) / n + zc**2 / (4 * n**2))
+    return (mid - half) / (1 + zc**2 / n), (mid + half) / (1 + zc**2 / n)
 
+
+def engine(cfg, workers: int, stride="auto"):
     from astrolearn.redshift.engine import EngineConfig, RedshiftEngine, lsf_sigma_from_resolution
 
     wave = cfg.wave
-    eng = RedshiftEngine(wave, lsf_sigma_from_resolution(wave, cfg.resolution),
-                         EngineConfig(workers=workers, stride=stride))
-    t0 = time.perf_counter()
-    eng.run(flux[:64], ivar[:64])  # warm-up: numba kernel load, design caches (one-off per run)
-    setup = time.perf_counter() - t0
-    torch.set_num_threads(1 if workers > 1 else torch.get_num_threads())
-    load0 = load_average()
-    t0, c0 = time.perf_counter(), time.process_time()
-    res = eng.run(flux, ivar)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"workers": workers, "stride": eng.stride, "n": len(flux), "wall_s": wall, "cpu_s": cpu,
-            "spectra_per_s": len(flux) / wall, "cpu_ms_per_spectrum": 1e3 * cpu / len(flux),
-            "setup_s": setup, "load_avg_before": load0, "load_avg_after": load_average(), "z": res.z}
+    return RedshiftEngine(wave, lsf_sigma_from_resolution(wave, cfg.resolution),
+                          EngineConfig(workers=workers, stride=stride))
+
+
+class Timed:
+    """A method for :func:`timing.compare` that keeps its last redshifts and its CPU seconds."""
+
+    def __init__(self, run):
+        self.run, self.cpu, self.calls, self.z = run, 0.0, 0, None
+
+    def __call__(self):
+        c0 = time.process_time()
+        self.z = self.run()
+        self.cpu += time.process_time() - c0
+        self.calls += 1
+
+
+def table(rows, methods: dict, units: int, zt) -> str:
+    lines = ["| method | s per call: median (min-max) | spectra/s: median (range) | CPU ms / spectrum | "
+             "success [95 % Wilson] |", "|---|---|---|---:|---|"]
+    for r in rows:
+        m = methods[r["method"]]
+        ok = success(m.z, zt)
+        lo, hi = wilson(int(ok.sum()), ok.size)
+        rlo, rhi = r["rate_range"]
+        lines.append(f"| {r['method']} | {r['median_s']:.4g} ({r['min_s']:.4g}-{r['max_s']:.4g}) | "
+                     f"{r['rate']:.4g} ({rlo:.4g}-{rhi:.4g}) | {1e3 * m.cpu / (m.calls * units):.1f} | "
+                     f"{ok.mean():.3f} [{lo:.3f}, {hi:.3f}] |")
+    return "\n".join(lines)
 
 
 def redrock_templates(resolution: float, vdisp: float = 100.0):
@@ -110,7 +136,8 @@ def nisp_resolution_matrix(wave, resolution: float, half: int = 6):
     return sp.csr_matrix((vals, (rows, cols)), shape=(M, M))
 
 
-def run_redrock(cfg, flux, ivar, mp_procs: int = 1):
+def redrock_method(cfg, flux, ivar):
+    """A call running redrock's ``zfind`` on ``flux`` (templates rebinned once, outside the call)."""
     import warnings
 
     from redrock.targets import DistTargetsCopy, Spectrum, Target
@@ -119,60 +146,52 @@ def run_redrock(cfg, flux, ivar, mp_procs: int = 1):
 
     wave = cfg.wave
     R = nisp_resolution_matrix(wave, cfg.resolution)
-    targets = [Target(i, [Spectrum(wave, flux[i], ivar[i], R, band="nisp")]) for i in range(len(flux))]
-    dtargets = DistTargetsCopy(targets)
-    tpl = redrock_templates(cfg.resolution)
-    t0, c0 = time.perf_counter(), time.process_time()
+    targets = DistTargetsCopy([Target(i, [Spectrum(wave, flux[i], ivar[i], R, band="nisp")])
+                               for i in range(len(flux))])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dtemplates = [DistTemplate(tpl, dtargets.wavegrids(), mp_procs=mp_procs)]
-        _, zfit = zfind(dtargets, dtemplates, mp_procs=mp_procs, nminima=3)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    zfit = zfit[zfit["znum"] == 0]
-    zfit.sort("targetid")
-    return {"n": len(flux), "wall_s": wall, "cpu_s": cpu, "spectra_per_s": len(flux) / wall,
-            "mp_procs": mp_procs, "z": np.asarray(zfit["z"], dtype=float)}
+        templates = [DistTemplate(redrock_templates(cfg.resolution), targets.wavegrids(), mp_procs=1)]
+
+    def run():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # its progress log
+            warnings.simplefilter("ignore")
+            _, zfit = zfind(targets, templates, mp_procs=1, nminima=3)
+        zfit = zfit[zfit["znum"] == 0]
+        zfit.sort("targetid")
+        return np.asarray(zfit["z"], dtype=float)
+
+    return run
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=1000, help="spectra for the astrolearn timing")
-    ap.add_argument("--redrock-n", type=int, default=40, help="spectra run through redrock (0: skip)")
+    ap.add_argument("--n", type=int, default=400, help="spectra per call of the astrolearn timing")
+    ap.add_argument("--redrock-n", type=int, default=8, help="spectra per call of redrock (0: skip)")
     ap.add_argument("--seed", type=int, default=2024)
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--out", default=None, help="JSON results file")
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
 
     cfg, flux, ivar, truth = simulate(args.n, args.seed)
     zt = truth["z"]
-    report = {"n": args.n, "seed": args.seed, "cpus": os.cpu_count(), "astrolearn": [], "redrock": None}
-    for w in args.workers:
-        r = run_astrolearn(cfg, flux, ivar, w)
-        ok = success(r.pop("z"), zt)
-        r["success_rate"] = float(ok.mean())
-        r["success_rate_halpha_in_window"] = float(ok[(zt > 0.84) & (zt < 1.88) & (truth["has_lines"] > 0)].mean())
-        report["astrolearn"].append(r)
-        print(json.dumps(r))
-    if args.redrock_n:
-        try:
-            import redrock  # noqa: F401
-        except ImportError as exc:
-            report["redrock"] = {"error": f"redrock not importable: {exc}"}
-        else:
+    print(results_marker("redshift_engine", MEASURED))
+    print(f"Commit {commit()}; {machine()}; {args.n} spectra (seed {args.seed}); torch and BLAS pools "
+          f"1 thread, the engine's worker threads as stated; {args.repeats} interleaved rounds after 1 warm-up.\n")
+    with threads(1):
+        methods = {f"astrolearn, {w} worker{'s' if w > 1 else ''}, two-pass (stride 6, exact around the candidates)":
+                   Timed(lambda e=engine(cfg, w): e.run(flux, ivar).z) for w in (1, 2)}
+        methods["astrolearn, 1 worker, exact chi2 on all 13764 redshifts (stride 1)"] = \
+            Timed(lambda e=engine(cfg, 1, stride=1): e.run(flux, ivar).z)
+        rows = compare(methods, args.n, repeats=args.repeats)
+        print(table(rows, methods, args.n, zt))
+        if args.redrock_n:
             n = args.redrock_n
-            rr = run_redrock(cfg, flux[:n], ivar[:n])
-            ok_rr = success(rr.pop("z"), zt[:n])
-            al = run_astrolearn(cfg, flux[:n], ivar[:n], 1)
-            ok_al = success(al.pop("z"), zt[:n])
-            rr["success_rate"] = float(ok_rr.mean())
-            rr["astrolearn_success_same_spectra"] = float(ok_al.mean())
-            rr["astrolearn_spectra_per_s_same_spectra"] = al["spectra_per_s"]
-            report["redrock"] = rr
-            print(json.dumps(rr))
-    if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(report, fh, indent=1)
-    return report
+            sub = {"astrolearn, 1 worker, two-pass": Timed(lambda e=engine(cfg, 1): e.run(flux[:n], ivar[:n]).z),
+                   "redrock (PyPI), same model as NMF basis, same grid, mp_procs=1":
+                   Timed(redrock_method(cfg, flux[:n], ivar[:n]))}
+            rows = compare(sub, n, repeats=args.repeats)
+            print(f"\nThe first {n} of these spectra, astrolearn against redrock, 1 process each:\n")
+            print(table(rows, sub, n, zt[:n]))
+    print(f"\nEnd: {machine()}")
 
 
 if __name__ == "__main__":

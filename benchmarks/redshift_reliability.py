@@ -19,8 +19,8 @@ Every stage is resumable (rerun the same command after an interruption) and writ
 - ``run-<labels>``: training runs (CNN, calibration, descriptor baseline);
 - ``baseline-<labels>``: the descriptor baseline alone, on the ``train`` split (``baseline`` stage);
 - ``eval-<labels>-<test split>``: reports (``report.md``, CSV, PNG);
-- ``throughput-<threads>thread.json``: classifier PDFs/s (``--repeat`` timings of ``--n`` PDFs
-  read into memory first) and chain (estimate + reliability) spectra/s, with the load average.
+- ``throughput``: printed only: classifier PDFs/s (``--n`` PDFs read into memory first) and
+  chain (estimate + reliability) spectra/s, through ``benchmarks/timing.py``.
 
 ``export`` copies the trained weights and metadata of each run into the package
 (``astrolearn/redshift/models/<labels>.pt`` and ``.json``), with the descriptor baseline
@@ -31,11 +31,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measured import ENGINE, RELIABILITY, SIMULATOR  # noqa: E402
+from timing import commit, compare, machine, markdown, results_marker, threads  # noqa: E402
+
+#: The code the printed results measure (benchmarks/check_results.py): the spectra and their
+#: PDFs, the shipped models (both label schemes) and their evaluation.
+MEASURED = [*ENGINE, *SIMULATOR, *RELIABILITY, "astrolearn/redshift/reliability/labels.py",
+            "astrolearn/redshift/models/3class.pt", "astrolearn/redshift/models/3class.json",
+            "astrolearn/redshift/models/3class_gbm.pkl", "benchmarks/redshift_reliability.py"]
 
 SEEDS = {"train": 101, "test": 202, "val": 7001, "test2": 7002}
 
@@ -152,6 +162,8 @@ def stage_evaluate(args):
                                      f"{name} (seed {seed_of(name)})")
 
     test, val = split(args.test_split), split("val")
+    print(results_marker("redshift_reliability", MEASURED))
+    print(f"Commit {commit()}; {machine()}")
     for name in args.labels:
         run = args.work / f"run-{name}"
         model = ReliabilityModel(run if run.is_dir() else name)  # a training run, or the shipped model
@@ -177,39 +189,34 @@ def print_goals(name: str, summary: dict):
 
 
 def stage_throughput(args):
-    """PDFs/s of the classifier (PDFs in memory) and spectra/s of estimate + reliability."""
-    import torch
-
+    """PDFs/s of the classifier (PDFs in memory) and spectra/s of estimate + reliability, timed by
+    ``benchmarks/timing.py`` (one warm-up call, ``--repeat`` interleaved rounds, median and range)."""
     from astrolearn.io.shards import read_shard
     from astrolearn.redshift.reliability.classifier import ReliabilityModel
     from astrolearn.redshift.reliability.dataset import estimates_from_shards
     from astrolearn.redshift.simulate import NispConfig
 
-    torch.set_num_threads(args.threads)
-    model = ReliabilityModel(args.model or args.work / "run-classical")
-    test = estimates_from_shards(sorted((args.work / "pdf" / "test").glob("shard-*.h5")))
+    model = ReliabilityModel(args.model or "classical")
+    test = estimates_from_shards(sorted((args.work / "pdf" / args.test_split).glob("shard-*.h5")))
     log_pdf = test.log_pdf[0 : args.n]  # in memory: the rate is the classifier's, not the disk's
-    model.predict(log_pdf[:256], test.grid)  # warm-up
-    rates = []
-    for _ in range(args.repeat):
-        t0 = time.perf_counter()
-        model.predict(log_pdf, test.grid)
-        rates.append(len(log_pdf) / (time.perf_counter() - t0))
-    shard = read_shard(sorted((args.work / "sim" / "test").glob("shard-*.h5"))[0])
-    flux, noise = shard.arrays["flux"][: args.n_chain], shard.arrays["noise"][: args.n_chain]
+    shard = read_shard(sorted((args.work / "sim" / args.test_split).glob("shard-*.h5"))[0])
+    flux = shard.arrays["flux"][: args.n_chain].astype(np.float64)
+    ivar = 1.0 / shard.arrays["noise"][: args.n_chain].astype(np.float64) ** 2
     engine = engine_for(NispConfig(), args.workers)
-    t0 = time.perf_counter()
-    res = engine.run(flux, 1.0 / noise.astype(np.float64) ** 2)
-    t_engine = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    model.predict(res.log_pdf, engine.grid)
-    t_rel = time.perf_counter() - t0
-    result = {"torch_threads": args.threads, "engine_workers": args.workers, "pdfs": len(log_pdf),
-              "classifier_pdfs_per_s_median": float(np.median(rates)), "classifier_pdfs_per_s_all": rates,
-              "load_average": os.getloadavg(), "chain_spectra": len(flux),
-              "engine_spectra_per_s": len(flux) / t_engine, "chain_spectra_per_s": len(flux) / (t_engine + t_rel)}
-    (args.work / f"throughput-{args.threads}thread.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps(result, indent=1))
+    print(results_marker("redshift_reliability_throughput", MEASURED))
+    print(f"Commit {commit()}; {machine()}; model {model.name}; {args.threads} torch/BLAS threads, "
+          f"engine {args.workers} worker threads; PDFs and spectra of {args.test_split}, in memory.\n")
+    with threads(args.threads):
+        rows = compare({f"classifier, {len(log_pdf)} PDFs per call": lambda: model.predict(log_pdf, test.grid)},
+                       len(log_pdf), repeats=args.repeat)
+        print(markdown(rows, "PDFs", "the classifier"))
+        rows = compare({"engine alone": lambda: engine.run(flux, ivar),
+                        "engine + reliability (the chain)": lambda: model.predict(engine.run(flux, ivar).log_pdf,
+                                                                                   engine.grid)},
+                       len(flux), repeats=args.repeat)
+        print(f"\n{len(flux)} spectra per call:\n")
+        print(markdown(rows, "spectra", "engine alone"))
+    print(f"\nEnd: {machine()}")
 
 
 def stage_export(args):
@@ -245,10 +252,10 @@ def main():
     ap.add_argument("--loader-workers", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2, help="engine worker threads")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (train, throughput)")
-    ap.add_argument("--model", help="model for the throughput stage (default: run-classical)")
+    ap.add_argument("--model", help="model for the throughput stage (default: the shipped classical)")
     ap.add_argument("--n", type=int, default=4096, help="PDFs timed (throughput)")
     ap.add_argument("--n-chain", type=int, default=256, help="spectra timed through the chain (throughput)")
-    ap.add_argument("--repeat", type=int, default=5, help="timings of the classifier (throughput)")
+    ap.add_argument("--repeat", type=int, default=5, help="timed rounds (throughput; at least 5)")
     args = ap.parse_args()
     stages = {"data": stage_data, "train": stage_train, "baseline": stage_baseline, "evaluate": stage_evaluate, "throughput": stage_throughput,
               "export": stage_export}
