@@ -14,7 +14,8 @@ from astrolearn.errors import UserError
 from astrolearn.psf import pupils as P
 from astrolearn.psf.instruments import load_instrument
 
-# Measured with the shipped presets (docs/pupils.md); the tests allow a small tolerance.
+# Measured with the pupils drawn from geometry (the nirc2-drawn / irdis-drawn presets; docs/pupils.md);
+# the tests allow a small tolerance. The shipped nirc2 / irdis presets are the masks themselves.
 KECK_MASK_IOU = 0.981
 VLT_LYOT_IOU = 0.816
 # Fraction of each mode of keck_piston_modes_200px_9modes_lr.fits (global piston removed)
@@ -43,16 +44,16 @@ def _iou(a, b):
     return (a & b).sum() / (a | b).sum()
 
 
-def keck_mask_iou(data: Path) -> float:
+def keck_mask_iou(data: Path, preset: str = "nirc2-drawn") -> float:
     ref = _read(data / "keck" / "keck_pupil_largeHex_272px.fits")
-    _, _, pupil, _ = _on_mask_grid("nirc2", 272, 136)
+    _, _, pupil, _ = _on_mask_grid(preset, 272, 136)
     return float(_iou(pupil[:272, :272], ref))
 
 
 def keck_reference_span(data: Path) -> np.ndarray:
     """Energy fraction of each reference mode in the span of ours, on the common pupil."""
     ref = _read(data / "keck" / "keck_piston_modes_200px_9modes_lr.fits")
-    inst, pixel, pupil, _ = _on_mask_grid("nirc2", 200, 100)
+    inst, pixel, pupil, _ = _on_mask_grid("nirc2-drawn", 200, 100)
     basis = P.make_static_basis(inst.static, pupil, pixel, inst.diameter_m)[:, :200, :200]
     common = (ref != 0).any(axis=0) & (pupil[:200, :200] >= 0.5)
     B = basis[:, common].T
@@ -64,10 +65,10 @@ def keck_reference_span(data: Path) -> np.ndarray:
     return np.array(out)
 
 
-def vlt_lyot_iou(data: Path) -> tuple[float, float]:
+def vlt_lyot_iou(data: Path, preset: str = "irdis-drawn") -> tuple[float, float]:
     """IoU with the measured SPHERE Lyot stop, and the fraction of the stop inside our pupil."""
     ref = _read(data / "vlt" / "ALC2LyotStop_measured.fits") >= 0.5
-    _, _, pupil, _ = _on_mask_grid("irdis", 384, 192)
+    _, _, pupil, _ = _on_mask_grid(preset, 384, 192)
     ours = pupil[:384, :384] >= 0.5
     return float(_iou(ours, ref)), float((ours & ref).sum() / ref.sum())
 
@@ -185,6 +186,13 @@ def test_vlt_pupil_matches_lyot_stop(shared_data):
     iou, inside = vlt_lyot_iou(shared_data)
     assert iou >= VLT_LYOT_IOU - 0.01
     assert inside > 0.99  # the (undersized, thick-spider) Lyot stop lies within the pupil
+
+
+def test_shipped_presets_are_the_measured_masks(shared_data):
+    # resampled onto the reference grids (area-weighted, the model's own path): the masks come back
+    assert keck_mask_iou(shared_data, "nirc2") >= 0.975
+    iou, inside = vlt_lyot_iou(shared_data, "irdis")
+    assert iou >= 0.98 and inside >= 0.99
 
 
 def test_petal_basis():
