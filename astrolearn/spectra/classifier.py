@@ -42,8 +42,23 @@ SNR_SCALE = 10.0
 MIN_COVERAGE = 0.5
 
 
-def network_input(flux, ivar) -> np.ndarray:
-    """(N, M) flux and inverse variance on the model grid -> (N, 2, M) float32 (module doc)."""
+def network_input(flux, ivar, block: int = 256) -> np.ndarray:
+    """(N, M) flux and inverse variance on the model grid -> (N, 2, M) float32 (module doc).
+
+    Rows are normalised ``block`` at a time: whole-array float64 temporaries of a large batch
+    (100 MB each for 8192 x 1550) cost more in memory traffic than the arithmetic.
+    """
+    flux = np.asarray(flux)
+    ivar = np.asarray(ivar)
+    out = np.empty(flux.shape[:-1] + (2, flux.shape[-1]), dtype=np.float32)
+    flat_f, flat_i = flux.reshape(-1, flux.shape[-1]), ivar.reshape(-1, ivar.shape[-1])
+    flat_o = out.reshape(-1, 2, flux.shape[-1])
+    for i0 in range(0, len(flat_f), block):
+        flat_o[i0:i0 + block] = _normalised(flat_f[i0:i0 + block], flat_i[i0:i0 + block])
+    return out
+
+
+def _normalised(flux, ivar) -> np.ndarray:
     flux = np.asarray(flux, dtype=np.float64)
     ivar = np.asarray(ivar, dtype=np.float64)
     good = (ivar > 0) & np.isfinite(flux) & np.isfinite(ivar)
@@ -56,7 +71,7 @@ def network_input(flux, ivar) -> np.ndarray:
     s = np.where((n > 0) & np.isfinite(s) & (s > 0), s, 1.0)
     x0 = np.clip(np.where(good, flux, 0.0) / s, -CLIP, CLIP)
     x1 = np.clip(s * np.sqrt(np.where(good, ivar, 0.0)) / SNR_SCALE, 0.0, CLIP)
-    return np.stack([x0, x1], axis=-2).astype(np.float32)
+    return np.stack([x0, x1], axis=-2)
 
 
 def shard_input(arrays: dict) -> np.ndarray:
@@ -178,14 +193,16 @@ class SpectraClassifier:
         self.calibration = Calibration.from_dict(self.meta.get("calibration"), len(self.classes))
         self.wave = model_wave(self.grid)
 
-    def logits(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def logits(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Raw outputs (N, 3) for network inputs (N, 2, M).
 
-        Batches of 256 keep the activations in cache: on a 2-core CPU the NISP network runs 4-7x
-        faster than with batches of 4096 (``benchmarks/RESULTS.md``, CNN throughput).
+        The default batch, 2**17 input pixels (256 NISP spectra, 84 optical ones), keeps the
+        activations in cache: on a 2-core CPU the networks run 3-7x faster than with batches of
+        4096 (``benchmarks/RESULTS.md``, CNN throughput).
         """
         import torch
 
+        batch_size = batch_size or max(16, 2**17 // x.shape[-1])
         out = np.empty((len(x), len(self.classes)), dtype=np.float32)
         with torch.inference_mode():
             for i0 in range(0, len(x), batch_size):
