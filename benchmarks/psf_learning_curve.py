@@ -6,14 +6,25 @@ Reads every ``RUN/csv/version_*/metrics.csv`` (one per start: a resumed run cont
 curve) and prints, per validation epoch, the samples seen (``samples_seen``, written by ``psf
 train``, online or on shards), the validation mean absolute error of ln r0 (~ the relative
 error of r0), of ln A (~ the relative error of A), the mean over the static modes [nm] and the
-validation loss. ``--plot`` draws the three errors against samples seen (log scale).
+validation loss. ``--plot`` draws the three errors against samples seen (log scale). The
+result marker names the training code that produced the run (the run itself is not in git: its
+command goes beside the table).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import commit, machine, results_marker  # noqa: E402
+
+TRAINING_CODE = ["astrolearn/nn/builder.py", "astrolearn/psf/learn.py", "astrolearn/psf/model.py",
+                 "astrolearn/psf/noise.py", "astrolearn/psf/online.py", "astrolearn/psf/pupils.py",
+                 "astrolearn/training/configs/psf_cnn.yaml", "astrolearn/training/modules.py",
+                 "astrolearn/training/run.py", "benchmarks/psf_learning_curve.py"]
 
 
 def learning_curve(run: Path) -> list[dict]:
@@ -51,6 +62,8 @@ def main():
     ap.add_argument("--plot", type=Path, help="PNG of the errors against samples seen")
     args = ap.parse_args()
     curve = learning_curve(args.run)
+    print(results_marker(f"psf_learning_curve_{args.run.name}", TRAINING_CODE))
+    print(f"`python benchmarks/psf_learning_curve.py {' '.join(sys.argv[1:])}`, commit {commit()}; {machine()}\n")
     print(markdown(curve))
     if args.plot:
         import matplotlib
