@@ -112,6 +112,21 @@ def test_network_input_ignores_flux_units_and_bad_pixels():
     assert np.all(x1[:, :, 10] == 0)
 
 
+def test_network_input_and_logits_do_not_depend_on_their_blocks():
+    """Normalising and classifying in blocks (the speed settings) gives the whole-batch answer."""
+    from astrolearn.spectra.classifier import SpectraClassifier
+
+    rng = np.random.default_rng(1)
+    flux, ivar = rng.normal(3, 1, (300, 512)), rng.uniform(0, 5, (300, 512))
+    ivar[::7, ::3] = 0
+    flux[5, 40] = np.nan
+    whole = network_input(flux, ivar, block=len(flux))
+    np.testing.assert_array_equal(network_input(flux, ivar, block=7), whole)
+    np.testing.assert_array_equal(network_input(flux[0], ivar[0]), whole[0])
+    clf = SpectraClassifier("nisp")
+    np.testing.assert_allclose(clf.logits(whole), clf.logits(whole, batch_size=300), rtol=1e-5, atol=1e-5)
+
+
 def test_shipped_models_classify_bright_simulated_spectra(tmp_path):
     """The shipped models are accurate on bright simulated spectra of their grid."""
     from astrolearn.spectra.classifier import SpectraClassifier
