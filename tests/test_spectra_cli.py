@@ -140,6 +140,21 @@ def test_shipped_models_classify_bright_simulated_spectra(tmp_path):
         assert np.mean(probs.argmax(axis=1) == p[:, TRUTH_COLUMNS.index("label")]) > 0.97, grid
 
 
+def test_predict_picks_the_shipped_model_of_the_input_range(shared_data, tmp_path, capsys):
+    from astrolearn.cli import main
+
+    sdss = shared_data / "realspec" / "sdss" / "spec-0266-51602-0001.fits"
+    assert main(["spectra", "predict", str(sdss), "--out", str(tmp_path / "a")]) == 0
+    assert "shipped model 'optical'" in capsys.readouterr().out
+    assert (tmp_path / "a" / "classes.csv").read_text().splitlines()[1].split(",")[1] == "GALAXY"
+    far = tmp_path / "far.txt"
+    far.write_text("20000 1 1\n20010 1 1\n20020 1 1\n")
+    assert main(["spectra", "predict", str(far), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no shipped model takes it" in err and "optical" in err
+    assert not (tmp_path / "b").exists()
+
+
 def test_real_spectra_are_classified(shared_data, tmp_path):
     """Real SDSS and DESI files go through the optical model; an APOGEE H-band file is refused by it."""
     sdss = sorted((shared_data / "realspec" / "sdss").glob("spec-*.fits"))[0]

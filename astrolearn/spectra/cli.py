@@ -55,7 +55,8 @@ def register(subparsers) -> None:
     r.add_argument("input", help="text 'wave flux err', FITS batch, DESI coadd, SDSS/BOSS, 6dFGS, OzDES, LAMOST, "
                    "APOGEE apVisit or JWST msaexp spectrum file, shard or shard directory")
     r.add_argument("--out", required=True, help="output directory")
-    r.add_argument("--model", default=None, help="shipped model name (nisp, optical; default nisp) or model directory")
+    r.add_argument("--model", default=None, help="shipped model name (nisp, optical) or model directory "
+                   "(default: the shipped model whose wavelength range the input covers)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing classes.csv")
     r.set_defaults(func=_predict)
 

@@ -13,17 +13,40 @@ COLUMNS = ("targetid", "class", "p_galaxy", "p_star", "p_qso")
 
 
 def classify_input(input_path, model=None, chunk_size: int = 4096):
-    """The classifier, probabilities (N, 3) and targetids (N,) of every spectrum of an input, in order."""
+    """The classifier, probabilities (N, 3) and targetids (N,) of every spectrum of an input, in order.
+
+    ``model=None``: the shipped model whose wavelength range the input's first chunk covers.
+    """
     from ..redshift import io as rio
     from .classifier import SpectraClassifier
 
-    clf = SpectraClassifier(model)
+    clf = None if model is None else SpectraClassifier(model)
     probs, tids = [], []
     for ch in rio.open_input(input_path, chunk_size):
         sp = ch.load()
-        probs.append(clf.predict(sp.wave, sp.flux, sp.ivar, where=str(ch.source)))
+        where = str(ch.source)
+        if clf is None:
+            clf, p = _shipped_model_for(sp, where)
+        else:
+            p = clf.predict(sp.wave, sp.flux, sp.ivar, where=where)
+        probs.append(p)
         tids.append(sp.targetid)
     return clf, np.concatenate(probs), np.concatenate(tids)
+
+
+def _shipped_model_for(sp, where):
+    """(classifier, probabilities) of the first shipped model (the default first) that takes ``sp``."""
+    from .classifier import DEFAULT_MODEL, PACKAGED_DIR, SpectraClassifier
+
+    names = [DEFAULT_MODEL] + sorted(p.stem for p in PACKAGED_DIR.glob("*.json") if p.stem != DEFAULT_MODEL)
+    refused = []
+    for name in names:
+        clf = SpectraClassifier(name)
+        try:
+            return clf, clf.predict(sp.wave, sp.flux, sp.ivar, where=where)
+        except UserError as exc:  # outside this model's range: try the next one
+            refused.append(str(exc).removeprefix(f"{where}: "))
+    raise UserError(f"{where}: no shipped model takes it ({'; '.join(refused)})")
 
 
 def write_classes(path, probs, targetid, classes) -> Path:
