@@ -42,12 +42,18 @@ def test_simulate_writes_pairs_of_images_with_their_truth_and_resumes(trained, c
     assert err.startswith("astrolearn: error:") and "--overwrite" in err and "\n" not in err
 
 
+def _fits_cube(sim, tmp_path, n):
+    """The first ``n`` image pairs of the simulated shard as a FITS cube, as a user would bring them."""
+    with h5py.File(sim / "shard-00000.h5") as f:
+        images = f["images"][:n]
+    path = tmp_path / "pair.fits"
+    fits.writeto(path, images)
+    return path
+
+
 def test_predict_reads_a_fits_cube_and_writes_twelve_modes_with_errors(trained, tmp_path):
     root, sim, run = trained
-    with h5py.File(sim / "shard-00000.h5") as f:
-        images = f["images"][:3]
-    cube = tmp_path / "pair.fits"
-    fits.writeto(cube, images)
+    cube = _fits_cube(sim, tmp_path, 3)
     out = tmp_path / "modes.csv"
     assert main(["cophase", "predict", str(cube), "--model", str(run), "--out", str(out)]) == 0
     header, *rows = out.read_text().splitlines()
@@ -79,10 +85,7 @@ def test_predict_refuses_bad_input_in_one_line_and_leaves_nothing(trained, tmp_p
 
 def test_fit_and_evaluate_run_on_a_shard(trained, tmp_path):
     root, sim, run = trained
-    with h5py.File(sim / "shard-00000.h5") as f:
-        images = f["images"][:2]
-    pair = tmp_path / "pair.fits"
-    fits.writeto(pair, images)
+    pair = _fits_cube(sim, tmp_path, 2)
     out = tmp_path / "fit.csv"
     assert main(["cophase", "fit", str(pair), "--model", str(run), "--out", str(out),
                  "--starts", "1", "--max-iter", "3", "--no-progress"]) == 0
