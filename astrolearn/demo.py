@@ -180,7 +180,7 @@ def redshift_demo(out: Path, n: int, seed: int) -> str:
     rate_lines += [f"| {r['bin']} | {r['n']} | {float(r['rate']):.3f} +- {float(r['rate_err']):.3f} |" for r in rates]
 
     model = ReliabilityModel()  # the shipped classifier, as redshift predict/run use it
-    baseline = load_baseline(model.files.baseline, missing_ok=True)
+    baseline = load_baseline(model.baseline_file, missing_ok=True)
     summary = evaluate_reliability(model, open_estimates(out / "estimates"), out / "reliability", baseline,
                                    overwrite=True)
     comp = {r["method"]: r for r in summary["thresholds"] if r["class"] == "success" and r["purity_target"] == 0.8}

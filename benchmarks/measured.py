@@ -17,5 +17,4 @@ CLI = ["astrolearn/redshift/estimate.py", "astrolearn/redshift/io.py", "astrolea
 RELIABILITY = ["astrolearn/redshift/reliability/classifier.py", "astrolearn/redshift/reliability/predict.py",
                "astrolearn/redshift/reliability/dataset.py", "astrolearn/redshift/reliability/report.py",
                "astrolearn/redshift/reliability/descriptors.py", "astrolearn/redshift/reliability/curves.py",
-               "astrolearn/redshift/models/classical.pt", "astrolearn/redshift/models/classical.json",
-               "astrolearn/redshift/models/classical_gbm.pkl"]
+               "astrolearn/redshift/models/classical"]

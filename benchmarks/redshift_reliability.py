@@ -22,9 +22,8 @@ Every stage is resumable (rerun the same command after an interruption) and writ
 - ``throughput``: printed only: classifier PDFs/s (``--n`` PDFs read into memory first) and
   chain (estimate + reliability) spectra/s, through ``benchmarks/timing.py``.
 
-``export`` copies the trained weights and metadata of each run into the package
-(``astrolearn/redshift/models/<labels>.pt`` and ``.json``), with the descriptor baseline
-(``<labels>_gbm.pkl``): the shipped models.
+``export`` ships each run as a model directory of the package (``astrolearn/redshift/models/<labels>/``:
+metadata, the kept checkpoint, the descriptor baseline).
 """
 
 from __future__ import annotations
@@ -44,8 +43,7 @@ from timing import commit, compare, machine, markdown, results_marker, threads  
 #: The code the printed results measure (benchmarks/check_results.py): the spectra and their
 #: PDFs, the shipped models (both label schemes) and their evaluation.
 MEASURED = [*ENGINE, *SIMULATOR, *RELIABILITY, "astrolearn/redshift/reliability/labels.py",
-            "astrolearn/redshift/models/3class.pt", "astrolearn/redshift/models/3class.json",
-            "astrolearn/redshift/models/3class_gbm.pkl", "benchmarks/redshift_reliability.py"]
+            "astrolearn/redshift/models/3class", "benchmarks/redshift_reliability.py"]
 
 SEEDS = {"train": 101, "test": 202, "val": 7001, "test2": 7002}
 
@@ -167,7 +165,7 @@ def stage_evaluate(args):
     for name in args.labels:
         run = args.work / f"run-{name}"
         model = ReliabilityModel(run if run.is_dir() else name)  # a training run, or the shipped model
-        baseline = load_baseline(model.files.baseline, missing_ok=True)
+        baseline = load_baseline(model.baseline_file, missing_ok=True)
         summary = evaluate_reliability(model, test, args.work / f"eval-{name}-{args.test_split}", baseline,
                                        overwrite=True, validation=val)
         print(f"{name} ({model.name}):", json.dumps({k: summary[k] for k in ("n", "class_counts", "seconds")}))
@@ -223,17 +221,16 @@ def stage_export(args):
     """Ship each trained CNN (with its run's or the baseline stage's GBM), or the GBM alone."""
     import shutil
 
-    from astrolearn.redshift.reliability.classifier import PACKAGED_DIR, export_model, locate_model
-    from astrolearn.redshift.reliability.train import BASELINE_FILE
+    from astrolearn.redshift.reliability.classifier import BASELINE_FILE, PACKAGED_DIR, export_model
 
     for name in args.labels:
         run, baseline = args.work / f"run-{name}", args.work / f"baseline-{name}" / BASELINE_FILE
         if run.is_dir():
-            files = export_model(run, PACKAGED_DIR, name, baseline=baseline if baseline.is_file() else None)
-            print(f"{files.weights} ({files.weights.stat().st_size / 1e3:.0f} kB), {files.metadata}")
+            dest = export_model(run, PACKAGED_DIR / name, baseline=baseline if baseline.is_file() else None)
+            print(*(f"{p} ({p.stat().st_size / 1e3:.0f} kB)" for p in sorted(dest.rglob("*.*"))), sep="\n")
         elif baseline.is_file():
-            shutil.copyfile(baseline, locate_model(name).baseline)
-            print(f"{locate_model(name).baseline} ({baseline.stat().st_size / 1e3:.0f} kB)")
+            shutil.copyfile(baseline, PACKAGED_DIR / name / BASELINE_FILE)
+            print(f"{PACKAGED_DIR / name / BASELINE_FILE} ({baseline.stat().st_size / 1e3:.0f} kB)")
 
 
 def main():

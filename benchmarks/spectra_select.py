@@ -26,7 +26,7 @@ from spectra_classes import calibration_rows, simulate_held_out  # noqa: E402
 from timing import commit, threads  # noqa: E402
 
 from astrolearn.redshift.reliability.classifier import fit_calibration  # noqa: E402
-from astrolearn.spectra.classifier import PACKAGED_DIR, SpectraClassifier, network_input  # noqa: E402
+from astrolearn.spectra.classifier import METADATA_FILE, PACKAGED_DIR, SpectraClassifier, network_input  # noqa: E402
 from astrolearn.spectra.evaluate import purity_completeness  # noqa: E402
 
 SEED, N = 1100, 20000
@@ -57,7 +57,7 @@ if args.recalibrate:
     cal = fit_calibration(logits[:half], true[:half])
     print("\n".join(calibration_rows(true[half:], {"shipped": clf.calibration(logits[half:]),
                                                     "refitted": cal(logits[half:])})))
-    path = PACKAGED_DIR / f"{args.grid}.json"
+    path = PACKAGED_DIR / args.grid / METADATA_FILE
     meta = json.loads(path.read_text())
     meta["calibration"] = {**cal.to_dict(), "fitted_on": f"{half} spectra simulated with seed {SEED} "
                                                         f"(benchmarks/spectra_select.py --recalibrate, commit {commit()})"}

@@ -111,14 +111,20 @@ def markdown(rows: list[dict], unit: str, reference: str) -> str:
 
 
 def code_digest(paths) -> str:
-    """A short digest of the files a result measures (``benchmarks/check_results.py`` compares it)."""
+    """A short digest of the files a result measures (``benchmarks/check_results.py`` compares it).
+
+    A directory (a shipped model) stands for every file under it; a missing file changes the digest.
+    """
     import hashlib
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
     for path in sorted(paths):
-        h.update(path.encode() + b"\0" + (root / path).read_bytes())
+        files = sorted(p for p in (root / path).rglob("*") if p.is_file()) if (root / path).is_dir() else [root / path]
+        for file in files:
+            h.update(file.relative_to(root).as_posix().encode() + b"\0"
+                     + (file.read_bytes() if file.is_file() else b"\0missing"))
     return h.hexdigest()[:12]
 
 

@@ -11,6 +11,7 @@ from astrolearn.redshift.lines import alias_ratios
 from astrolearn.redshift.pdf import ZGrid, normalise_log_pdf
 from astrolearn.redshift.reliability.classifier import (
     Calibration,
+    PACKAGED_DIR,
     PdfTransform,
     ReliabilityModel,
     check_grid,
@@ -200,17 +201,17 @@ TINY_MODEL = {"dim": 1, "blocks": [{"type": "pool", "op": "max", "size": 4},
 
 
 def make_model_dir(path, grid=GRID, scheme="classical", seed=0):
-    """An (untrained) exported reliability model, written without Lightning."""
-    from astrolearn.redshift.reliability.classifier import EXPORTED_WEIGHTS
+    """An (untrained) reliability model directory, written without Lightning."""
     from astrolearn.training import resolve_config
     from astrolearn.training.tasks import ClassificationModel
 
     scheme = get_scheme(scheme)
     config = resolve_config({"model": TINY_MODEL, "seed": seed})
     net = ClassificationModel(config, (2, grid.size), scheme.classes)
-    path.mkdir(parents=True, exist_ok=True)
+    (path / "checkpoints").mkdir(parents=True, exist_ok=True)
     torch.save({"hyper_parameters": {"config": config, "input_shape": (2, grid.size), "names": list(scheme.classes)},
-                "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()}}, path / EXPORTED_WEIGHTS)
+                "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()}, "epoch": 2},
+               path / "checkpoints" / "best-epoch=002.ckpt")
     write_metadata(path, model_metadata(grid, scheme, ["pdf", "log"], 1, Calibration(0.5, np.zeros(scheme.n_classes))))
     return path
 
@@ -248,7 +249,7 @@ def test_model_refuses_pdfs_on_another_grid(tmp_path):
 
 
 def test_unknown_model_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="neither a reliability model directory nor a shipped model"):
+    with pytest.raises(UserError, match="neither a reliability model directory .* nor a shipped model"):
         ReliabilityModel(tmp_path / "nothing")
 
 
@@ -260,34 +261,41 @@ def test_shipped_classifiers_use_the_engine_grid_and_rank_pdfs():
     split = np.logaddexp.reduce([gaussian_log_pdf(grid, z, 0.002) for z in (0.7, 1.4, 2.1)]) - math.log(3)
     for name in ("classical", "3class"):
         model = ReliabilityModel(name)
-        assert model.files.weights.stat().st_size <= 5e6
+        assert all(f.stat().st_size <= 5e6 for f in (PACKAGED_DIR / name).rglob("*.*"))
+        training = model.meta["training"]  # what was trained, and which epoch ships (issue 19)
+        assert training["n_train"] > 0 and 0 <= training["epoch_kept"] < training["epochs_trained"]
+        assert list((PACKAGED_DIR / name / "checkpoints").glob(f"{training['kept']}-epoch={training['epoch_kept']:03d}.ckpt"))
         probs = model.predict(np.stack([lone, split]), grid)
         assert probs[0, 0] > 0.5 and probs[0, 0] > probs[1, 0] + 0.1, (name, probs)
         # Its descriptors + GBM baseline ranks them the same way.
         from astrolearn.redshift.reliability.train import load_baseline
 
-        baseline = load_baseline(model.files.baseline)
+        baseline = load_baseline(model.baseline_file)
         assert baseline["classes"] == model.classes and baseline["grid"] == grid.meta()
         gbm = baseline["model"].predict_proba(zpdf_descriptors(np.stack([lone, split]), grid))
         assert gbm[0, 0] > gbm[1, 0], (name, gbm)
 
 
-def test_export_ships_the_baseline_beside_the_model(tmp_path):
+def test_export_ships_the_kept_epoch_and_the_baseline(tmp_path):
     import pickle
 
-    from astrolearn.redshift.reliability.classifier import BASELINE_FILE, export_model, locate_model
+    from astrolearn.redshift.reliability.classifier import BASELINE_FILE, export_model
     from astrolearn.redshift.reliability.train import load_baseline
 
-    run = make_model_dir(tmp_path / "run")
-    (run / "checkpoints").mkdir()
-    (run / "model.pt").rename(run / "checkpoints" / "best-000.ckpt")  # as a training run holds them
+    run = make_model_dir(tmp_path / "run")  # as a training run holds them: best and last epochs
+    last = torch.load(run / "checkpoints" / "best-epoch=002.ckpt", weights_only=True)
+    torch.save({**last, "epoch": 4, "optimizer_states": [{}]}, run / "checkpoints" / "last.ckpt")
     with open(run / BASELINE_FILE, "wb") as f:
         pickle.dump({"classes": ["success", "failure"], "sklearn_version": "0.0"}, f)
-    files = export_model(run, tmp_path / "shipped", "mine")
-    assert files.baseline == tmp_path / "shipped" / "mine_gbm.pkl"
+    shipped = export_model(run, tmp_path / "shipped")
+    assert [p.name for p in (shipped / "checkpoints").iterdir()] == ["best-epoch=002.ckpt"]
+    assert "optimizer_states" not in torch.load(shipped / "checkpoints" / "best-epoch=002.ckpt", weights_only=True)
+    training = ReliabilityModel(shipped).meta["training"]
+    assert (training["epochs_trained"], training["epoch_kept"], training["kept"]) == (5, 2, "best")
+    assert [p.name for p in (export_model(run, shipped, "last") / "checkpoints").iterdir()] == ["last-epoch=004.ckpt"]
     with pytest.warns(UserWarning, match="made with scikit-learn 0.0"):
-        assert load_baseline(files.baseline)["classes"] == ["success", "failure"]
-        assert load_baseline(locate_model(run).baseline) is not None
+        assert load_baseline(shipped / BASELINE_FILE)["classes"] == ["success", "failure"]
+        assert load_baseline(ReliabilityModel(run).baseline_file) is not None
     assert load_baseline(tmp_path / "none.pkl", missing_ok=True) is None
     with pytest.raises(UserError, match="no such baseline file"):
         load_baseline(tmp_path / "none.pkl")

@@ -38,6 +38,17 @@ def test_train_writes_calibrated_model_and_rf(trained):
     assert (trained / "run" / "baseline_rf.pkl").is_file() and (trained / "run" / "config.yaml").is_file()
 
 
+def test_export_ships_the_kept_epoch(trained, tmp_path):
+    from astrolearn.spectra.classifier import SpectraClassifier, export_model
+
+    shipped = export_model(trained / "run", tmp_path / "model")
+    assert [p.name for p in (shipped / "checkpoints").iterdir()] == ["best-epoch=000.ckpt"]
+    clf = SpectraClassifier(shipped)
+    assert (clf.meta["training"]["epochs_trained"], clf.meta["training"]["epoch_kept"]) == (1, 0)
+    x = np.zeros((1, 2, 512), dtype=np.float32)
+    np.testing.assert_array_equal(clf.logits(x), SpectraClassifier(trained / "run").logits(x))
+
+
 def test_predict_text_and_fits_in_input_order(trained, tmp_path, capsys):
     from astropy.io import fits
 
@@ -75,7 +86,7 @@ def test_out_of_range_spectrum_is_refused_in_one_line(trained, tmp_path, capsys)
     assert len(err) == 1 and "outside the nisp model's range" in err[0] and "3600-9800 A" in err[0]
     assert not (tmp_path / "o").exists()
     assert run("predict", tmp_path / "optical.txt", "--out", tmp_path / "o", "--model", tmp_path / "nothing") == 2
-    assert "neither a spectra model directory nor a shipped model" in capsys.readouterr().err
+    assert "neither a spectra model directory (with spectra_model.json) nor a shipped model (nisp, optical)" in capsys.readouterr().err
 
 
 def test_evaluate_writes_reports_that_match_the_predictions(trained, tmp_path):
@@ -136,6 +147,8 @@ def test_shipped_models_classify_bright_simulated_spectra(tmp_path):
         cfg = SpectraConfig(grid=grid, fractions=[0, 0.5, 0.5], mag_range=[16, 18], truncate_fraction=0)
         f, s, p = simulate_batch(cfg, np.random.default_rng(11), 200)
         clf = SpectraClassifier(grid)
+        training = clf.meta["training"]  # what was trained, and which epoch ships (issue 19)
+        assert training["n_train"] > 0 and 0 <= training["epoch_kept"] < training["epochs_trained"]
         probs = clf.predict(cfg.wave, f, 1 / s.astype(np.float64) ** 2)
         assert np.mean(probs.argmax(axis=1) == p[:, TRUTH_COLUMNS.index("label")]) > 0.97, grid
 

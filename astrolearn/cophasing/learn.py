@@ -126,19 +126,7 @@ def train_cophase(data_dir, out_dir, config=None, *, resume=False, overwrite=Fal
 
 
 def export_model(run_dir, dest, which: str = "best") -> Path:
-    """Copy a run's weights (no optimiser state) and metadata into ``dest`` (a shipped model)."""
-    import torch
+    """Ship a run as a model directory ``dest`` (:func:`astrolearn.shipped.export_run`)."""
+    from ..shipped import export_run
 
-    from ..training import find_checkpoint
-
-    dest = Path(dest)
-    (dest / "checkpoints").mkdir(parents=True, exist_ok=True)
-    state = torch.load(find_checkpoint(run_dir, which), map_location="cpu", weights_only=True)
-    for stale in (dest / "checkpoints").glob("*.ckpt"):
-        stale.unlink()
-    torch.save({"hyper_parameters": state["hyper_parameters"], "state_dict": state["state_dict"]},
-               dest / "checkpoints" / f"{which}-epoch={state['epoch']:03d}.ckpt")
-    meta = json.loads((Path(run_dir) / METADATA_FILE).read_text())
-    meta["training"] = dict(meta.get("training", {}), epoch_kept=state["epoch"], kept=which)
-    (dest / METADATA_FILE).write_text(json.dumps(meta, indent=1))
-    return dest
+    return export_run(run_dir, dest, METADATA_FILE, which)

@@ -459,28 +459,12 @@ def _names(shard) -> str:
 
 
 def export_model(run_dir, dest, which: str = "best") -> Path:
-    """Copy a run's weights (without optimiser state) and metadata into ``dest`` (shipping).
+    """Ship a run as a model directory ``dest`` (:func:`astrolearn.shipped.export_run`).
 
     ``which``: "best" (lowest validation loss) or "last" (the final epoch: with a negative
     log-likelihood loss, the validation loss can rise through the variances while the errors of
-    the estimates still fall). The weights file is named for it, ``checkpoints/<which>-epoch=NNN.ckpt``,
-    and the metadata's ``training`` records the epochs trained and the one kept.
+    the estimates still fall).
     """
-    import torch
+    from ..shipped import export_run
 
-    from ..training import find_checkpoint
-
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    state = torch.load(find_checkpoint(run_dir, which), map_location="cpu", weights_only=True)
-    last = torch.load(find_checkpoint(run_dir, "last"), map_location="cpu", weights_only=True)
-    (dest / "checkpoints").mkdir(exist_ok=True)
-    for stale in (dest / "checkpoints").glob("*.ckpt"):  # a previously shipped epoch
-        stale.unlink()
-    torch.save({"hyper_parameters": state["hyper_parameters"], "state_dict": state["state_dict"]},
-               dest / "checkpoints" / f"{which}-epoch={state['epoch']:03d}.ckpt")
-    meta = read_metadata(run_dir)
-    meta["training"] = dict(meta.get("training", {}), epochs_trained=last["epoch"] + 1, epoch_kept=state["epoch"],
-                            kept=which)
-    (dest / METADATA_FILE).write_text(json.dumps(meta, indent=1))
-    return dest
+    return export_run(run_dir, dest, METADATA_FILE, which)

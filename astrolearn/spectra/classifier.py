@@ -12,9 +12,9 @@ weighted means of the input pixels inside each model pixel; model pixels without
 pixel get ivar 0. A grid covering less than :data:`MIN_COVERAGE` of the model's window is
 refused in one line naming both ranges.
 
-Model files: ``<name>.json`` (:func:`model_metadata`: classes, grid, calibration, training
-summary) and ``<name>.pt`` (weights) in ``astrolearn/spectra/models`` for shipped models, or a
-training run directory holding :data:`METADATA_FILE` and ``checkpoints/``. Probabilities are
+Model files: a directory holding :data:`METADATA_FILE` (:func:`model_metadata`: classes, grid,
+calibration, training summary) and ``checkpoints/``: a training run, or a model exported from one
+(:func:`export_model`), as the shipped ones in ``astrolearn/spectra/models/<name>/``. Probabilities are
 calibrated by temperature scaling with class biases fitted on the validation split
 (:func:`astrolearn.redshift.reliability.classifier.fit_calibration`).
 """
@@ -22,7 +22,6 @@ calibrated by temperature scaling with class biases fitted on the validation spl
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,6 @@ from ..redshift.reliability.classifier import Calibration
 from .simulate import CLASSES
 
 METADATA_FILE = "spectra_model.json"
-EXPORTED_WEIGHTS = "model.pt"
 PACKAGED_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "nisp"
 CLIP = 20.0
@@ -150,19 +148,18 @@ def model_metadata(grid: dict, calibration: Calibration | None, training: dict |
             "training": training or {}, "astrolearn_version": __version__}
 
 
-def locate_model(model) -> tuple[Path, Path, str]:
-    """(metadata, weights, display name) of a model directory or a shipped model name."""
-    model = DEFAULT_MODEL if model is None else str(model)
-    path = Path(model)
-    if (path / METADATA_FILE).is_file():
-        exported = path / EXPORTED_WEIGHTS
-        return path / METADATA_FILE, exported if exported.is_file() else path, str(path)
-    shipped = PACKAGED_DIR / f"{model}.json"
-    if os.sep not in model and shipped.is_file():
-        return shipped, shipped.with_suffix(".pt"), f"shipped model {model!r}"
-    names = sorted(p.stem for p in PACKAGED_DIR.glob("*.json"))
-    raise UserError(f"--model {model}: neither a spectra model directory nor a shipped model "
-                    f"(shipped: {', '.join(names) or 'none'})")
+def locate_model(model=None) -> Path:
+    """Directory of a model given as a run/model directory or a shipped model's name (default :data:`DEFAULT_MODEL`)."""
+    from ..shipped import locate_model_dir
+
+    return locate_model_dir(DEFAULT_MODEL if model is None else model, PACKAGED_DIR, METADATA_FILE, "spectra")
+
+
+def shipped_models() -> list[str]:
+    """Names of the shipped models, :data:`DEFAULT_MODEL` first."""
+    from ..shipped import shipped_models as names
+
+    return sorted(names(PACKAGED_DIR, METADATA_FILE), key=lambda n: (n != DEFAULT_MODEL, n))
 
 
 class SpectraClassifier:
@@ -177,16 +174,19 @@ class SpectraClassifier:
 
     def __init__(self, model=None):
         from ..nn import fold_batchnorm
+        from ..shipped import display_name
         from ..training import load_model
 
-        meta_path, weights, self.name = locate_model(model)
+        path = locate_model(model)
+        self.name = display_name(path, PACKAGED_DIR)
+        meta_path = path / METADATA_FILE
         try:
             self.meta = json.loads(meta_path.read_text())
             self.grid = dict(self.meta["grid"])
             self.classes = list(self.meta["classes"])
         except (OSError, ValueError, KeyError) as exc:
             raise UserError(f"{meta_path}: not a spectra model description ({exc})") from None
-        self.network = load_model(weights)
+        self.network = load_model(path)
         fold_batchnorm(self.network.net)
         if list(self.network.names) != self.classes:
             raise UserError(f"{self.name}: weights for classes {self.network.names}, metadata says {self.classes}")
@@ -218,18 +218,8 @@ class SpectraClassifier:
         return self.calibration(self.logits(network_input(flux, ivar)))
 
 
-def export_model(run_dir, dest, name: str | None = None) -> tuple[Path, Path]:
-    """Copy a run's best weights (no optimiser state) and metadata to ``dest`` (``<name>.json/.pt``)."""
-    import torch
+def export_model(run_dir, dest, which: str = "best") -> Path:
+    """Ship a run as a model directory ``dest`` (:func:`astrolearn.shipped.export_run`)."""
+    from ..shipped import export_run
 
-    from ..training import find_checkpoint
-
-    meta_path, _, _ = locate_model(run_dir)
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    meta_out = dest / (f"{name}.json" if name else METADATA_FILE)
-    weights_out = dest / (f"{name}.pt" if name else EXPORTED_WEIGHTS)
-    state = torch.load(find_checkpoint(run_dir), map_location="cpu", weights_only=True)
-    torch.save({"hyper_parameters": state["hyper_parameters"], "state_dict": state["state_dict"]}, weights_out)
-    meta_out.write_text(meta_path.read_text())
-    return meta_out, weights_out
+    return export_run(run_dir, dest, METADATA_FILE, which)

@@ -36,11 +36,10 @@ def classify_input(input_path, model=None, chunk_size: int = 4096):
 
 def _shipped_model_for(sp, where):
     """(classifier, probabilities) of the first shipped model (the default first) that takes ``sp``."""
-    from .classifier import DEFAULT_MODEL, PACKAGED_DIR, SpectraClassifier
+    from .classifier import SpectraClassifier, shipped_models
 
-    names = [DEFAULT_MODEL] + sorted(p.stem for p in PACKAGED_DIR.glob("*.json") if p.stem != DEFAULT_MODEL)
     refused = []
-    for name in names:
+    for name in shipped_models():
         clf = SpectraClassifier(name)
         try:
             return clf, clf.predict(sp.wave, sp.flux, sp.ivar, where=where)

@@ -1,4 +1,4 @@
-"""Shipped redshift-reliability classifiers: ``<name>.json`` (metadata) and ``<name>.pt`` (weights).
+"""Shipped redshift-reliability classifiers: one model directory per name (metadata, checkpoint, GBM baseline).
 
 See ``models/README.md`` for how each was trained.
 """

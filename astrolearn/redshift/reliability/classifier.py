@@ -20,10 +20,10 @@ Calibration
 
 Model files
     A directory with ``reliability_model.json`` (:data:`METADATA_FILE`: grid, classes, label
-    scheme, input channels and pooling, calibration) and the weights, either a training run
-    (``checkpoints/best-*.ckpt``, see :func:`astrolearn.training.fit`) or an exported
-    ``model.pt`` (:func:`export_model`).
-    Shipped models are ``<name>.json`` + ``<name>.pt`` in ``astrolearn/redshift/models``.
+    scheme, input channels and pooling, calibration), ``checkpoints/`` and, when there is one,
+    the descriptors + GBM baseline (:data:`BASELINE_FILE`): a training run (see
+    :func:`astrolearn.training.fit`) or a model exported from one (:func:`export_model`), as the
+    shipped ones in ``astrolearn/redshift/models/<name>/``.
     :class:`ReliabilityModel` refuses PDFs on another grid than the training one.
 """
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,11 +42,9 @@ from ..pdf import ZGrid
 from .labels import SUCCESS, LabelScheme
 
 METADATA_FILE = "reliability_model.json"
-#: Weights of an exported model (no optimiser state).
-EXPORTED_WEIGHTS = "model.pt"
-#: The descriptors + gradient-boosting baseline of a run or exported model directory.
+#: The descriptors + gradient-boosting baseline of a run or model directory.
 BASELINE_FILE = "baseline_gbm.pkl"
-#: Shipped models: ``<name>.json`` (metadata) and ``<name>.pt`` (weights), in ``astrolearn/redshift/models``.
+#: Shipped models: one model directory per name.
 PACKAGED_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL = "classical"
 CHANNELS = ("pdf", "log")
@@ -246,51 +243,11 @@ def write_metadata(path, meta: dict) -> Path:
     return path
 
 
-@dataclass
-class ModelFiles:
-    """Where a model's metadata and weights are.
+def locate_model(model=None) -> Path:
+    """Directory of a model given as a run/model directory or a shipped model's name (default :data:`DEFAULT_MODEL`)."""
+    from ...shipped import locate_model_dir
 
-    Attributes
-    ----------
-    metadata : Path
-        The metadata JSON.
-    weights : Path
-        A weights file, or a training run directory (its best checkpoint).
-    name : str
-        How to call the model in messages and reports.
-    baseline : Path
-        Where the descriptors + gradient-boosting baseline trained beside it is, when there is one.
-    """
-
-    metadata: Path
-    weights: Path
-    name: str
-    baseline: Path
-
-
-def locate_model(model: str | os.PathLike | None) -> ModelFiles:
-    """Files of a model given as a directory or as the name of a shipped model.
-
-    Parameters
-    ----------
-    model : path-like or str or None
-        A training run directory or exported model directory (holding :data:`METADATA_FILE`),
-        or the name of a shipped model (``PACKAGED_DIR/<name>.json`` and ``<name>.pt``);
-        None: the shipped :data:`DEFAULT_MODEL`.
-    """
-    model = DEFAULT_MODEL if model is None else model
-    path = Path(model)
-    if (path / METADATA_FILE).is_file():
-        exported = path / EXPORTED_WEIGHTS
-        return ModelFiles(path / METADATA_FILE, exported if exported.is_file() else path, str(path),
-                          path / BASELINE_FILE)
-    shipped = PACKAGED_DIR / f"{model}.json"
-    if os.sep not in str(model) and shipped.is_file():
-        return ModelFiles(shipped, shipped.with_suffix(".pt"), f"shipped model {model!r}",
-                          PACKAGED_DIR / f"{model}_gbm.pkl")
-    names = sorted(p.stem for p in PACKAGED_DIR.glob("*.json"))
-    raise UserError(f"{model}: neither a reliability model directory nor a shipped model "
-                    f"(shipped: {', '.join(names) or 'none'})")
+    return locate_model_dir(DEFAULT_MODEL if model is None else model, PACKAGED_DIR, METADATA_FILE, "reliability")
 
 
 class ReliabilityModel:
@@ -314,12 +271,14 @@ class ReliabilityModel:
 
     def __init__(self, model=None):
         from ...nn import fold_batchnorm
+        from ...shipped import display_name
         from ...training import load_model
 
-        self.files = locate_model(model)
-        self.name = self.files.name
-        self.meta = json.loads(self.files.metadata.read_text())
-        self.network = load_model(self.files.weights)
+        path = locate_model(model)
+        self.name = display_name(path, PACKAGED_DIR)
+        self.baseline_file = path / BASELINE_FILE
+        self.meta = json.loads((path / METADATA_FILE).read_text())
+        self.network = load_model(path)
         fold_batchnorm(self.network.net)  # 4x faster on CPU for the default network
         self.grid = grid_from_meta(self.meta["grid"])
         self.classes = list(self.meta["classes"])
@@ -357,36 +316,17 @@ class ReliabilityModel:
         return {f"p_{name}": probs[:, i] for i, name in enumerate(self.classes)}
 
 
-def export_model(run_dir, dest, name: str | None = None, baseline=None) -> ModelFiles:
-    """Copy a run's best weights (without optimiser state), its metadata and its baseline.
+def export_model(run_dir, dest, which: str = "best", baseline=None) -> Path:
+    """Ship a run as a model directory ``dest`` (:func:`astrolearn.shipped.export_run`), with its baseline.
 
-    Parameters
-    ----------
-    run_dir : path-like
-        Training run directory.
-    dest : path-like
-        Destination directory.
-    name : str, optional
-        Write ``dest/<name>.json`` and ``dest/<name>.pt`` (a shipped model in
-        :data:`PACKAGED_DIR`) instead of ``dest/reliability_model.json`` and ``dest/model.pt``.
-    baseline : path-like, optional
-        The descriptors + GBM baseline pickle to ship beside it (default: the run's, if any).
+    ``baseline``: the descriptors + GBM pickle to ship beside it (default: the run's, if any).
     """
     import shutil
 
-    import torch
+    from ...shipped import export_run
 
-    from ...training import find_checkpoint
-
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    meta = json.loads(locate_model(run_dir).metadata.read_text())
-    files = ModelFiles(dest / f"{name}.json", dest / f"{name}.pt", name, dest / f"{name}_gbm.pkl") if name else \
-        ModelFiles(dest / METADATA_FILE, dest / EXPORTED_WEIGHTS, str(dest), dest / BASELINE_FILE)
-    state = torch.load(find_checkpoint(run_dir), map_location="cpu", weights_only=True)
-    torch.save({"hyper_parameters": state["hyper_parameters"], "state_dict": state["state_dict"]}, files.weights)
-    write_metadata(files.metadata, meta)
-    baseline = Path(baseline) if baseline else locate_model(run_dir).baseline
+    dest = export_run(run_dir, dest, METADATA_FILE, which)
+    baseline = Path(baseline) if baseline else Path(run_dir) / BASELINE_FILE
     if baseline.is_file():
-        shutil.copyfile(baseline, files.baseline)
-    return files
+        shutil.copyfile(baseline, dest / BASELINE_FILE)
+    return dest

@@ -145,7 +145,7 @@ def cmd_evaluate(args) -> int:
     from .train import load_baseline
 
     model = ReliabilityModel(args.model)
-    baseline = load_baseline(args.baseline) if args.baseline else load_baseline(model.files.baseline, missing_ok=True)
+    baseline = load_baseline(args.baseline) if args.baseline else load_baseline(model.baseline_file, missing_ok=True)
     validation = open_estimates(args.validation) if args.validation else None
     summary = evaluate_reliability(model, open_estimates(args.data), args.out, baseline, by=args.by,
                                    overwrite=args.overwrite, validation=validation)
