@@ -3,6 +3,7 @@
     python benchmarks/reliability_families.py data      [--n-train 5000] [--n-val 1000] [--n-test 2000] [--n-extra N ...]
     python benchmarks/reliability_families.py train     [--max-epochs 4]
     python benchmarks/reliability_families.py evaluate
+    python benchmarks/reliability_families.py ship      # the all-family classical and 3class CNNs -> the package
 
 Families (continua of the NISP simulator, ``astrolearn redshift simulate --templates``; the engine
 always fits the package's templates):
@@ -20,7 +21,8 @@ Families whose files are absent are skipped. Every stage is resumable and writes
   (splits ``train``, ``val``, ``test``, then ``train2``, ``train3``, ... of ``--n-extra``, which extend
   the training sets; seed ``1000 * (family index + 1) + split index``);
 - ``run-<families>``: a CNN (``train_reliability``, label scheme ``classical``, no GBM) trained on the
-  ``train*`` splits of those families: all but F (held-out test of F) and F alone (in-family control);
+  ``train*`` splits of those families: all but F (held-out test of F), all of them (the classifier to
+  ship) and F alone (in-family control);
 - ``eval-<F>-heldout`` and ``eval-<F>-infamily``: reports; thresholds of purity 0.8 are chosen on the
   ``val`` splits of the training families and applied to F's ``test`` split.
 
@@ -59,13 +61,15 @@ def shards(work: Path, families, split: str) -> list[Path]:
     return [p for d in dirs for p in sorted(d.glob("shard-*.h5"))]
 
 
-def run_dir(work: Path, families) -> Path:
-    return work / f"run-{'+'.join(families)}"
+def run_dir(work: Path, families, scheme: str = SCHEME) -> Path:
+    return work / f"run-{'+'.join(families)}{'' if scheme == SCHEME else '-' + scheme}"
 
 
 def training_sets(families) -> list[tuple[str, ...]]:
-    """All-but-one family (held-out tests) and each family alone (in-family controls), without repeats."""
-    sets = [tuple(g for g in families if g != f) for f in families if len(families) > 1] + [(f,) for f in families]
+    """All-but-one family (held-out tests), all families (the model to ship), then each family alone
+    (in-family controls), without repeats: in the order that matters most if a session stops."""
+    sets = [tuple(g for g in families if g != f) for f in families if len(families) > 1]
+    sets += [tuple(families)] + [(f,) for f in families]
     return list(dict.fromkeys(sets))
 
 
@@ -84,23 +88,42 @@ def stage_data(args):
                                   sizes[split], 1000 * (k + 1) + j, f"{family}/{split}")
 
 
-def stage_train(args):
-    import torch
-
+def train_run(args, families, scheme: str = SCHEME) -> Path:
+    """The run of the CNN of ``scheme`` trained on the ``train*`` splits of ``families`` (trained,
+    resumed or reused)."""
     from astrolearn.redshift.reliability.labels import get_scheme
     from astrolearn.redshift.reliability.train import train_reliability
 
-    torch.set_num_threads(args.threads)
-    for fams in training_sets(list(args.families)):
-        run = run_dir(args.work, fams)
-        if (run / "summary.json").exists():
-            continue
+    run = run_dir(args.work, families, scheme)
+    if not (run / "summary.json").exists():
         t0 = time.perf_counter()
-        summary = train_reliability(shards(args.work, fams, "train"), get_scheme(SCHEME), run,
+        summary = train_reliability(shards(args.work, families, "train"), get_scheme(scheme), run,
                                     resume=(run / "checkpoints" / "last.ckpt").exists(), baseline=False,
                                     max_epochs=args.max_epochs, overrides=[f"data.num_workers={args.loader_workers}"])
         (run / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-        print("+".join(fams), f"{time.perf_counter() - t0:.0f} s", flush=True)
+        print(run.name, f"{time.perf_counter() - t0:.0f} s", flush=True)
+    return run
+
+
+def stage_train(args):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    for fams in training_sets(list(args.families)):
+        train_run(args, fams)
+
+
+def stage_ship(args):
+    """Train the all-family CNN of each label scheme and ship it as ``astrolearn/redshift/models/<scheme>``
+    (the descriptors + GBM baseline already there stays)."""
+    import torch
+
+    from astrolearn.redshift.reliability.classifier import PACKAGED_DIR, export_model
+
+    torch.set_num_threads(args.threads)
+    for scheme in ("classical", "3class"):
+        dest = export_model(train_run(args, tuple(args.families), scheme), PACKAGED_DIR / scheme)
+        print(*(f"{p} ({p.stat().st_size / 1e3:.0f} kB)" for p in sorted(dest.rglob("*.*"))), sep="\n")
 
 
 def held_out_comparison(model, test, validation, out_dir: Path) -> dict:
@@ -150,7 +173,7 @@ def stage_evaluate(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["data", "train", "evaluate"])
+    ap.add_argument("stage", choices=["data", "train", "evaluate", "ship"])
     ap.add_argument("--work", type=Path, default=Path("runs/reliability-families"))
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     ap.add_argument("--n-train", type=int, default=5000)
@@ -164,7 +187,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args()
     args.families = available_families(args.families)
-    {"data": stage_data, "train": stage_train, "evaluate": stage_evaluate}[args.stage](args)
+    {"data": stage_data, "train": stage_train, "evaluate": stage_evaluate, "ship": stage_ship}[args.stage](args)
 
 
 if __name__ == "__main__":
