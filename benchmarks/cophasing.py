@@ -34,7 +34,7 @@ GOAL_NM = 15.0
 #: What the results measure (the marker above the RESULTS.md section; benchmarks/check_results.py).
 CODE = ["astrolearn/cophasing/fit.py", "astrolearn/cophasing/learn.py", "astrolearn/cophasing/loop.py",
         "astrolearn/cophasing/optics.py", "astrolearn/cophasing/simulate.py",
-        "astrolearn/cophasing/models/azimov/checkpoints/best-epoch=005.ckpt", "benchmarks/cophasing.py"]
+        "astrolearn/cophasing/models/azimov", "benchmarks/cophasing.py"]
 
 
 def bootstrap_median(values, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
@@ -64,34 +64,48 @@ def loop(optics, estimate, start, iterations, photons, noise, seed):
     return r["wfe_nm"].reshape(-1, k), r["strehl"].reshape(-1, k), r["seconds_per_estimate"]
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", help="CNN run directory (default: the shipped azimov)")
+def parser(doc: str, sections: bool = True) -> argparse.ArgumentParser:
+    """The options the cophasing benchmarks share (``sections``: those of the sectioned ones);
+    each script sets its own defaults and adds its own options."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="CNN run directory whose optics are used (default: the shipped azimov)")
     ap.add_argument("--cases", type=int, default=500)
-    ap.add_argument("--lsq-cases", type=int, default=50)
-    ap.add_argument("--photons", type=float, default=1e5)
     ap.add_argument("--budgets", default="1e3,1e4,1e5,1e6")
-    ap.add_argument("--crb-cases", type=int, default=60)
-    ap.add_argument("--capture-cases", type=int, default=4)
-    ap.add_argument("--capture-amplitudes", default="50,150,300,600")
-    ap.add_argument("--crb-piston", type=float, default=50.0)
-    ap.add_argument("--crb-tiptilt", type=float, default=25.0)
     ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--sections", default="1,2,3,4", help="which sections to run")
-    args = ap.parse_args()
+    if sections:
+        ap.add_argument("--photons", type=float, default=1e5)
+        ap.add_argument("--crb-cases", type=int, default=60)
+        ap.add_argument("--capture-cases", type=int, default=4)
+        ap.add_argument("--capture-amplitudes", default="50,150,300,600")
+        ap.add_argument("--sections", default="1,2,3,4", help="which sections to run")
+    return ap
 
+
+def setup(args):
+    """(CNN, read noise, least-squares fitter) of every section: the shipped sensor (or ``--model``'s),
+    1 e- read noise, no background; one torch thread."""
     import torch
 
     from astrolearn.cophasing.fit import LsqFitter
     from astrolearn.cophasing.learn import CophaseEstimator
-    from astrolearn.cophasing.loop import initial_modes
-    from timing import commit, machine, results_marker
 
     torch.set_num_threads(1)
     cnn = CophaseEstimator(args.model)
+    return cnn, {"read_noise_e": 1.0, "background_e": 0.0}, LsqFitter.from_meta(cnn.meta)
+
+
+def main():
+    ap = parser(__doc__)
+    ap.add_argument("--lsq-cases", type=int, default=50)
+    ap.add_argument("--crb-piston", type=float, default=50.0)
+    ap.add_argument("--crb-tiptilt", type=float, default=25.0)
+    args = ap.parse_args()
+
+    from astrolearn.cophasing.loop import initial_modes
+    from timing import commit, machine, results_marker
+
+    cnn, noise, fitter = setup(args)
     optics = cnn.optics
-    noise = {"read_noise_e": 1.0, "background_e": 0.0}
-    fitter = LsqFitter.from_meta(cnn.meta)
     est_cnn = lambda im: cnn.estimate(im)[0]  # noqa: E731
     est_lsq = lambda im: fitter.fit(im, with_std=False).modes  # noqa: E731
     print(results_marker("cophasing", CODE))

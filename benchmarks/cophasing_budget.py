@@ -10,35 +10,24 @@ bootstrap intervals against the 15 nm goal, and the share of cases below it.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cophasing import CODE, GOAL_NM, bootstrap_median, fmt, loop, verdict_below  # noqa: E402
+from cophasing import CODE, GOAL_NM, bootstrap_median, fmt, loop, parser, setup, verdict_below  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", help="CNN run directory whose optics are used (default: the shipped azimov)")
-    ap.add_argument("--cases", type=int, default=30)
-    ap.add_argument("--budgets", default="1e2,3e2,1e3,3e3,1e4,1e5")
-    ap.add_argument("--seed", type=int, default=2026)
+    ap = parser(__doc__, sections=False)
+    ap.set_defaults(cases=30, budgets="1e2,3e2,1e3,3e3,1e4,1e5")
     args = ap.parse_args()
 
-    import torch
-
-    from astrolearn.cophasing.fit import LsqFitter
-    from astrolearn.cophasing.learn import CophaseEstimator
     from astrolearn.cophasing.loop import initial_modes
     from timing import commit, machine, results_marker
 
-    torch.set_num_threads(1)
-    cnn = CophaseEstimator(args.model)
-    noise = {"read_noise_e": 1.0, "background_e": 0.0}
-    fitter = LsqFitter.from_meta(cnn.meta)
+    cnn, noise, fitter = setup(args)
     start = initial_modes(args.cases, 300.0, 150.0, np.random.default_rng(args.seed))
     print(results_marker("cophasing_budget", [*CODE, "benchmarks/cophasing_budget.py"]))
     print(f"`python benchmarks/cophasing_budget.py --cases {args.cases} --budgets {args.budgets}`, commit {commit()}; "

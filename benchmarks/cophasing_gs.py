@@ -21,7 +21,6 @@ on the same optics (the shipped model's sensor), read noise, starting errors and
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -29,39 +28,24 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cophasing import (CODE, GOAL_NM, bootstrap_median, fmt, loop, robust_ratio,  # noqa: E402
-                       verdict_above, verdict_below)
+from cophasing import (CODE, GOAL_NM, bootstrap_median, fmt, loop, parser, robust_ratio,  # noqa: E402
+                       setup, verdict_above, verdict_below)
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", help="CNN run directory whose optics are used (default: the shipped azimov)")
-    ap.add_argument("--cases", type=int, default=50)
+    ap = parser(__doc__)
+    ap.set_defaults(cases=50, budgets="1e2,3e2,1e3,3e3,1e4,1e5,1e6", capture_cases=50)
     ap.add_argument("--gs-cases", type=int, default=500, help="section 1: GS also on this many cases")
-    ap.add_argument("--photons", type=float, default=1e5)
     ap.add_argument("--gs-iterations", type=int, default=200)
-    ap.add_argument("--budgets", default="1e2,3e2,1e3,3e3,1e4,1e5,1e6")
     ap.add_argument("--budget-cases", type=int, default=30)
-    ap.add_argument("--crb-cases", type=int, default=60)
-    ap.add_argument("--capture-cases", type=int, default=50)
-    ap.add_argument("--capture-amplitudes", default="50,150,300,600")
-    ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--sections", default="1,2,3,4", help="which sections to run")
     args = ap.parse_args()
 
-    import torch
-
-    from astrolearn.cophasing.fit import LsqFitter
     from astrolearn.cophasing.gs import GsEstimator
-    from astrolearn.cophasing.learn import CophaseEstimator
     from astrolearn.cophasing.loop import initial_modes
     from timing import commit, machine, results_marker
 
-    torch.set_num_threads(1)
-    cnn = CophaseEstimator(args.model)
+    cnn, noise, fitter = setup(args)
     optics = cnn.optics
-    noise = {"read_noise_e": 1.0, "background_e": 0.0}
-    fitter = LsqFitter.from_meta(cnn.meta)
     gs = GsEstimator(optics, iterations=args.gs_iterations)
     print(results_marker("cophasing_gs", [*CODE, "astrolearn/cophasing/gs.py", "benchmarks/cophasing_gs.py"]))
     print(f"`python benchmarks/cophasing_gs.py {' '.join(sys.argv[1:])}`, commit {commit()}; {machine()}; "
