@@ -179,12 +179,17 @@ def main(argv=None):
     z_rr = float(ref["Z"][0])
     print(f"redrock: {ref['SPECTYPE'][0]} z = {z_rr:.5f} ZWARN {ref['ZWARN'][0]} DELTACHI2 {ref['DELTACHI2'][0]:.0f} "
           f"chi2 {ref['CHI2'][0]:.0f} over {ref['NPIXELS'][0]} pixels")
-    # What the target is: the observation and the imaging behind its selection (none for special programmes).
-    fm = fits.getdata(args.coadd, "FIBERMAP")[0]
-    print(f"target: RA {fm['TARGET_RA']:.4f} Dec {fm['TARGET_DEC']:.4f}, {fm['COADD_NUMEXP']} exposures over "
-          f"{fm['COADD_NUMNIGHT']} nights and {fm['COADD_NUMTILE']} tiles, {fm['COADD_EXPTIME'] / 3600:.1f} h, "
-          f"MJD {fm['MIN_MJD']:.0f}-{fm['MAX_MJD']:.0f}; Legacy Surveys g/r/z flux {fm['FLUX_G']:.3g}/{fm['FLUX_R']:.3g}/"
-          f"{fm['FLUX_Z']:.3g} nanomaggies, brick {fm['BRICKNAME'] or 'none'}; PRIORITY_INIT {fm['PRIORITY_INIT']}")
+    # What the target is: the observation and the imaging behind its selection (none for special
+    # programmes); older reductions lack some of these columns.
+    fibermap = fits.getdata(args.coadd, "FIBERMAP")
+    fm = {k: fibermap[k][0] for k in fibermap.columns.names}
+    fields = [("exposures", "COADD_NUMEXP", "{}"), ("nights", "COADD_NUMNIGHT", "{}"), ("tiles", "COADD_NUMTILE", "{}"),
+              ("exposure h", "COADD_EXPTIME", "{:.1f}", 1 / 3600), ("first MJD", "MIN_MJD", "{:.0f}"),
+              ("last MJD", "MAX_MJD", "{:.0f}"), ("Legacy Surveys g flux [nanomaggies]", "FLUX_G", "{:.3g}"),
+              ("r", "FLUX_R", "{:.3g}"), ("z", "FLUX_Z", "{:.3g}"), ("brick", "BRICKNAME", "{!r}"),
+              ("PRIORITY_INIT", "PRIORITY_INIT", "{}")]
+    print(f"target: RA {fm['TARGET_RA']:.4f} Dec {fm['TARGET_DEC']:.4f}; " + ", ".join(
+        f"{label} {fmt.format(fm[key] * scale[0] if scale else fm[key])}" for label, key, fmt, *scale in fields if key in fm))
     eng = RedshiftEngine(sp.wave, sp.lsf_sigma, EngineConfig(grid=ZGrid(*args.zrange)), pixel_width=sp.pixel_width)
     t0 = time.perf_counter()
     res = eng.run(sp.flux, sp.ivar)
