@@ -264,6 +264,7 @@ def test_shipped_classifiers_use_the_engine_grid_and_rank_pdfs():
         assert all(f.stat().st_size <= 5e6 for f in (PACKAGED_DIR / name).rglob("*.*"))
         training = model.meta["training"]  # what was trained, and which epoch ships (issue 19)
         assert training["n_train"] > 0 and 0 <= training["epoch_kept"] < training["epochs_trained"]
+        assert all(d["seed"] is not None for d in training["data"]), training["data"]  # the data it was made from
         assert list((PACKAGED_DIR / name / "checkpoints").glob(f"{training['kept']}-epoch={training['epoch_kept']:03d}.ckpt"))
         probs = model.predict(np.stack([lone, split]), grid)
         assert probs[0, 0] > 0.5 and probs[0, 0] > probs[1, 0] + 0.1, (name, probs)

@@ -149,6 +149,30 @@ def test_estimate_output_becomes_training_shards(chain, tmp_path):
     assert SchemeTargets(SCHEMES["3class"])(shard.params, shard.names).tolist() == e.labels(SCHEMES["3class"]).tolist()
 
 
+def test_training_data_record_follows_estimates_back_to_the_simulation_seed(chain, tmp_path):
+    """A model's metadata names its data: per directory, the shards and the seed of the simulation
+    behind them, through ``estimate``'s run.json or a shard's recorded source."""
+    from astrolearn.io.shards import data_record, write_shard
+    from astrolearn.redshift.reliability.dataset import open_training_data
+
+    from astrolearn.cli import main
+
+    assert main(["redshift", "estimate", str(chain / "sim"), "--out", str(tmp_path / "est"), "--workers", "1",
+                 "--zrange", "0.5", "2.5", "--quiet"]) == 0
+    shards = open_training_data([tmp_path / "est"], tmp_path / "data")
+    assert data_record(shards) == [{"directory": str(tmp_path / "data"), "shards": 1, "seed": 3}]
+    sims = sorted((chain / "sim").glob("shard-*.h5"))
+    assert data_record(sims) == [{"directory": str(chain / "sim"), "shards": 2, "seed": 3}]
+    # a shard made from one simulated shard (as benchmarks/redshift_reliability.py writes them)
+    (tmp_path / "derived").mkdir()
+    (tmp_path / "orphan").mkdir()
+    write_shard(tmp_path / "derived" / "shard-00000.h5", {"x": np.zeros((1, 2))}, np.zeros((1, 1)), ["a"],
+                {"source": f"{sims[0]}[0:4]"})
+    orphan = tmp_path / "orphan" / "shard-00000.h5"
+    write_shard(orphan, {"x": np.zeros((1, 2))}, np.zeros((1, 1)), ["a"], {})
+    assert [r["seed"] for r in data_record([tmp_path / "derived" / "shard-00000.h5", orphan])] == [3, None]
+
+
 def test_run_keeps_desi_size_target_ids(tmp_path):
     """18-digit DESI TARGETIDs (beyond float precision) go through run unchanged."""
     from astropy.io import fits

@@ -35,6 +35,8 @@ def test_train_writes_calibrated_model_and_rf(trained):
     assert meta["classes"] == ["GALAXY", "STAR", "QSO"] and meta["grid"]["npix"] == 512
     assert meta["calibration"]["scale"] > 0
     assert meta["training"]["val_nll_calibrated"] <= meta["training"]["val_nll_raw"] + 1e-9
+    seed = json.loads((trained / "train" / "simulation.json").read_text())["seed"]
+    assert meta["training"]["data"] == [{"directory": str(trained / "train"), "shards": 2, "seed": seed}]
     assert (trained / "run" / "baseline_rf.pkl").is_file() and (trained / "run" / "config.yaml").is_file()
 
 
@@ -149,6 +151,7 @@ def test_shipped_models_classify_bright_simulated_spectra(tmp_path):
         clf = SpectraClassifier(grid)
         training = clf.meta["training"]  # what was trained, and which epoch ships (issue 19)
         assert training["n_train"] > 0 and 0 <= training["epoch_kept"] < training["epochs_trained"]
+        assert all(d["seed"] is not None for d in training["data"]), training["data"]  # the data it was made from
         probs = clf.predict(cfg.wave, f, 1 / s.astype(np.float64) ** 2)
         assert np.mean(probs.argmax(axis=1) == p[:, TRUTH_COLUMNS.index("label")]) > 0.97, grid
 

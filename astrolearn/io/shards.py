@@ -191,3 +191,33 @@ def list_shards(directory) -> list[Path]:
     if not shards:
         raise UserError(f"{directory}: no shard-*.h5 files")
     return shards
+
+
+def data_record(shards) -> list[dict]:
+    """Where a training set came from, for a model's metadata: per directory, its shards and seed.
+
+    The seed is that of the simulation behind the directory, followed through the provenance the
+    package writes: a directory's ``simulation.json``, else the input of the estimate that made it
+    (``run.json``), else the ``source`` its shards name; None where the chain is not on disk.
+    """
+    record: dict[str, dict] = {}
+    for path in map(Path, shards):
+        entry = record.setdefault(str(path.parent), {"directory": str(path.parent), "shards": 0, "seed": None})
+        entry["shards"] += 1
+        if entry["shards"] == 1:
+            entry["seed"] = _simulation_seed(path.parent, path)
+    return list(record.values())
+
+
+def _simulation_seed(directory: Path, shard: Path | None = None, depth: int = 3):
+    if (directory / "simulation.json").is_file():
+        return json.loads((directory / "simulation.json").read_text()).get("seed")
+    if depth == 0:
+        return None
+    if (directory / "run.json").is_file():
+        made_from = json.loads((directory / "run.json").read_text()).get("input")
+        return _simulation_seed(Path(made_from), None, depth - 1) if made_from else None
+    source = Path(str(read_meta(shard).get("source", "")).rsplit("[", 1)[0]) if shard else None
+    if not source or source == Path("."):
+        return None
+    return _simulation_seed(source.parent if source.is_file() else source, None, depth - 1)

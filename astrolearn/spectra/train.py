@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..io.shards import data_record
 from ..redshift.reliability.classifier import fit_calibration, nll
 from ..redshift.reliability.train import _logits, _softmax
 from .classifier import METADATA_FILE, model_metadata, shard_input
@@ -113,7 +114,7 @@ def train_classifier(shards, out_dir, *, config=DEFAULT_CONFIG, overrides=(), re
                "val_nll_raw": nll(_softmax(logits), val_labels),
                "val_nll_calibrated": nll(calibration(logits), val_labels),
                "val_accuracy": float(np.mean(logits.argmax(axis=1) == val_labels)),
-               "data": [str(p) for p in shards[:1]] + ([f"... {len(shards)} shards"] if len(shards) > 1 else [])}
+               "data": data_record(shards)}
     if baseline:
         summary["rf_val_accuracy"] = train_rf(shards, data.train_indices, data.val_indices, out_dir / RF_FILE)
     (out_dir / METADATA_FILE).write_text(json.dumps(model_metadata(grid, calibration, summary), indent=1))

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import UserError
+from ...io.shards import data_record
 from .classifier import (
     BASELINE_FILE,
     CHANNELS,
@@ -94,7 +95,7 @@ def train_reliability(shards, scheme: LabelScheme, out_dir, *, config=DEFAULT_CO
         "train_counts": dict(zip(scheme.classes, counts.tolist())),
         "val_nll_raw": nll(_softmax(logits), val_labels),
         "val_nll_calibrated": nll(calibration(logits), val_labels),
-        "data": [str(p) for p in shards[:1]] + ([f"... {len(shards)} shards"] if len(shards) > 1 else []),
+        "data": data_record(shards),
     }
     if baseline:
         summary["baseline_val_accuracy"] = train_baseline(shards, scheme, data.train_indices, data.val_indices,
