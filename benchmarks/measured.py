@@ -18,3 +18,23 @@ RELIABILITY = ["astrolearn/redshift/reliability/classifier.py", "astrolearn/reds
                "astrolearn/redshift/reliability/dataset.py", "astrolearn/redshift/reliability/report.py",
                "astrolearn/redshift/reliability/descriptors.py", "astrolearn/redshift/reliability/curves.py",
                "astrolearn/redshift/models/classical"]
+
+
+def reusable(out, code) -> bool:
+    """Whether the slow outputs in directory ``out`` were made by this very ``code`` (a benchmark's
+    cache: reused only while none of the files it depends on has changed since)."""
+    from pathlib import Path
+
+    from timing import code_digest
+
+    stamp = Path(out) / "code_digest.txt"
+    return stamp.is_file() and stamp.read_text().strip() == code_digest(code)
+
+
+def made_by(out, code) -> None:
+    """Record in ``out`` the digest of the ``code`` that made its outputs (see :func:`reusable`)."""
+    from pathlib import Path
+
+    from timing import code_digest
+
+    (Path(out) / "code_digest.txt").write_text(code_digest(code) + "\n")

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measured import CLI, ENGINE, RELIABILITY  # noqa: E402
+from measured import CLI, ENGINE, RELIABILITY, made_by, reusable  # noqa: E402
 from timing import commit, machine, results_marker  # noqa: E402
 
 #: The code the printed result measures (benchmarks/check_results.py).
@@ -56,15 +56,19 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 
 def run_file(path: Path, out: Path, workers: int) -> tuple[int, str, float]:
-    """``astrolearn redshift run PATH --out OUT``: exit code, stderr, seconds (reused if done)."""
+    """``astrolearn redshift run PATH --out OUT``: exit code, stderr, seconds (reused if made by this code)."""
     from astrolearn.cli import main
 
-    if (out / "reliability.csv").is_file():
+    code = [*ENGINE, *CLI, *RELIABILITY]
+    if (out / "reliability.csv").is_file() and reusable(out, code):
         return 0, "", 0.0
     err = io.StringIO()
     t0 = time.perf_counter()
     with contextlib.redirect_stderr(err):
-        rc = main(["redshift", "run", str(path), "--out", str(out), "--workers", str(workers), "--no-progress"])
+        rc = main(["redshift", "run", str(path), "--out", str(out), "--workers", str(workers), "--no-progress",
+                   "--overwrite"])
+    if rc == 0:
+        made_by(out, code)
     return rc, err.getvalue().strip(), time.perf_counter() - t0
 
 

@@ -2,7 +2,8 @@
 
     python benchmarks/redshift_calibration.py [--n-fit 15000] [--n-test 15000] [--knots -2 0 2] [--ship]
 
-Stages (each reuses what ``--work``, default ``runs/calibration``, already holds):
+Stages (each reuses what ``--work``, default ``runs/calibration``, holds when the code it depends on
+has not changed since it was made):
 
 1. simulate NISP spectra and estimate their redshifts with the CLI defaults: the fit set (seed
    3001) and the test set (seed 3002); neither is a seed of ``benchmarks/redshift_reliability.py``
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measured import CLI, ENGINE, RELIABILITY, SIMULATOR  # noqa: E402
+from measured import CLI, ENGINE, RELIABILITY, SIMULATOR, made_by, reusable  # noqa: E402
 from timing import commit, machine, results_marker  # noqa: E402
 
 #: The code the printed result measures (benchmarks/check_results.py), the shipped map included.
@@ -53,13 +54,15 @@ def run_cli(*argv: str) -> None:
 
 
 def data(work: Path, split: str, n: int) -> Path:
-    """Simulated set ``split`` estimated with the CLI defaults (skipped when done)."""
+    """Simulated set ``split`` estimated with the CLI defaults (reused when made by this code)."""
     sim, est = work / "sim" / split, work / "est" / split
-    if not (est / "redshifts.csv").is_file():
-        if not (sim / "simulation.json").is_file():
-            run_cli("redshift", "simulate", "--n", str(n), "--seed", str(SEEDS[split]), "--out", str(sim),
-                    "--no-progress")
-        run_cli("redshift", "estimate", str(sim), "--out", str(est), "--no-progress")
+    if not reusable(sim, SIMULATOR):
+        run_cli("redshift", "simulate", "--n", str(n), "--seed", str(SEEDS[split]), "--out", str(sim),
+                "--no-progress", "--overwrite")
+        made_by(sim, SIMULATOR)
+    if not reusable(est, [*SIMULATOR, *ENGINE, *CLI]):
+        run_cli("redshift", "estimate", str(sim), "--out", str(est), "--no-progress", "--overwrite")
+        made_by(est, [*SIMULATOR, *ENGINE, *CLI])
     return est
 
 
@@ -92,8 +95,10 @@ def desi_rows(work: Path, shared: Path, cal) -> list[dict]:
         if not coadd.is_file():
             continue
         out = work / "desi" / name
-        if not (out / "redshifts.csv").is_file():
-            run_cli("redshift", "estimate", str(coadd), "--zrange", "0", "1.5", "--out", str(out), "--no-progress")
+        if not reusable(out, [*ENGINE, *CLI]):
+            run_cli("redshift", "estimate", str(coadd), "--zrange", "0", "1.5", "--out", str(out), "--no-progress",
+                    "--overwrite")
+            made_by(out, [*ENGINE, *CLI])
         head, first = (line.split(",") for line in (out / "redshifts.csv").read_text().splitlines()[:2])
         row = dict(zip(head, first))
         ref = fits.getdata(shared / f"redrock-{name}.fits", "REDSHIFTS")[0]
