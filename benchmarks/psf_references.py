@@ -39,10 +39,9 @@ def pupils(data: Path) -> None:
     """The drawn presets (``nirc2-drawn``, ``irdis-drawn``: the generated pupils) and the shipped ones
     (``nirc2``, ``irdis``: measured masks since issue 13 section 5) against the reference files, on
     the reference grids of ``tests/test_pupils.py``."""
-    from test_pupils import P, _iou, _on_mask_grid, _read
+    from test_pupils import _iou, _on_mask_grid, _read, keck_reference_span
 
     keck = _read(data / "keck" / "keck_pupil_largeHex_272px.fits")
-    modes = _read(data / "keck" / "keck_piston_modes_200px_9modes_lr.fits")
     stop = _read(data / "vlt" / "ALC2LyotStop_measured.fits") >= 0.5
     print(results_marker("psf_pupils", PUPILS))
     print(f"Commit {commit()}; {machine()}\n")
@@ -50,15 +49,7 @@ def pupils(data: Path) -> None:
           "`keck_piston_modes_200px_9modes_lr.fits` in the span of the preset's 9 static modes |\n|---|---|---|")
     for name in ("nirc2-drawn", "nirc2"):
         pupil = _on_mask_grid(name, 272, 136)[2][:272, :272]
-        inst, pixel, small, _ = _on_mask_grid(name, 200, 100)
-        basis = P.make_static_basis(inst.static, small, pixel, inst.diameter_m)[:, :200, :200]
-        common = (modes != 0).any(axis=0) & (small[:200, :200] >= 0.5)
-        B = basis[:, common].T
-        span = []
-        for mode in modes:
-            r = mode[common] - mode[common].mean()  # a global piston is in neither basis
-            c, *_ = np.linalg.lstsq(B, r, rcond=None)
-            span.append(((B @ c) ** 2).sum() / (r**2).sum())
+        span = keck_reference_span(data, name)
         print(f"| {name} | {_iou(pupil, keck):.3f} | " + ", ".join(f"{v:.3f}" for v in span) + " |")
     print("\n| preset | IoU with the measured SPHERE Lyot stop `ALC2LyotStop_measured.fits` | share of the stop "
           "inside the preset's pupil |\n|---|---|---|")

@@ -50,10 +50,10 @@ def keck_mask_iou(data: Path, preset: str = "nirc2-drawn") -> float:
     return float(_iou(pupil[:272, :272], ref))
 
 
-def keck_reference_span(data: Path) -> np.ndarray:
-    """Energy fraction of each reference mode in the span of ours, on the common pupil."""
+def keck_reference_span(data: Path, preset: str = "nirc2-drawn") -> np.ndarray:
+    """Energy fraction of each reference mode in the span of the preset's, on the common pupil."""
     ref = _read(data / "keck" / "keck_piston_modes_200px_9modes_lr.fits")
-    inst, pixel, pupil, _ = _on_mask_grid("nirc2-drawn", 200, 100)
+    inst, pixel, pupil, _ = _on_mask_grid(preset, 200, 100)
     basis = P.make_static_basis(inst.static, pupil, pixel, inst.diameter_m)[:, :200, :200]
     common = (ref != 0).any(axis=0) & (pupil[:200, :200] >= 0.5)
     B = basis[:, common].T
