@@ -1,10 +1,11 @@
 """Diagnosis: where the chi2 difference between the engine's redshift and redrock's accrues.
 
 For one DESI coadd and its redrock file (HDU ``REDSHIFTS``), runs the engine (``--zrange``,
-default 0-1.5), then refits the model (continuum templates + emission-line groups, float64
-NNLS) at the engine's best redshift and at redrock's, and prints
+default 0-4: Lyman alpha enters the blue arm at z = 1.96), then refits the model (continuum
+templates times the IGM transmission + emission-line groups, float64 NNLS) at the engine's
+best redshift and at redrock's, and prints
 
-- chi2 of both fits, and the share of each continuum/line component (line groups refitted
+- chi2 of both fits and at the engine's other candidates, and the share of each continuum/line component (line groups refitted
   without the minor groups: what they absorb);
 - where chi2(redrock z) - chi2(engine z) accrues: per arm, per 500 A window, and the 40 A
   window that holds most of it;
@@ -39,8 +40,6 @@ from timing import commit, machine, results_marker  # noqa: E402
 MEASURED = [*ENGINE, *CLI, "benchmarks/redshift_desi_diagnosis.py"]
 
 C_KMS = 299792.458
-#: Vacuum rest wavelengths [Angstrom] of Lyman alpha and of the Lyman limit.
-LYMAN_ALPHA, LYMAN_LIMIT = 1215.67, 911.75
 
 
 def arm_labels(path) -> np.ndarray:
@@ -163,13 +162,14 @@ def main(argv=None):
 
     from astrolearn.redshift import io as rio
     from astrolearn.redshift.engine import EngineConfig, RedshiftEngine, SpectralModel
+    from astrolearn.redshift.igm import LYMAN_ALPHA, LYMAN_LIMIT
     from astrolearn.redshift.lines import DEFAULT_GROUPS, LINES
     from astrolearn.redshift.pdf import ZGrid
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("coadd")
     ap.add_argument("redrock")
-    ap.add_argument("--zrange", type=float, nargs=2, default=(0.0, 1.5))
+    ap.add_argument("--zrange", type=float, nargs=2, default=(0.0, 4.0))
     args = ap.parse_args(argv)
 
     print(results_marker("redshift_desi_diagnosis", MEASURED))
@@ -207,6 +207,8 @@ def main(argv=None):
     c_rr, x_rr = fit_at(model, flux, ivar, z_rr)
     print(f"\nrefit chi2: {c_al.sum():.1f} at engine z, {c_rr.sum():.1f} at redrock z "
           f"(difference {c_rr.sum() - c_al.sum():+.1f})")
+    print("refit chi2 at the engine's other candidates: " + ", ".join(
+        f"z = {zc:.5f} {fit_at(model, flux, ivar, zc)[0].sum():.1f}" for zc in res.candidates.z[0][1:] if np.isfinite(zc)))
     for z, x in ((z_al, x_al), (z_rr, x_rr)):
         lines = {k: round(float(v), 2) for k, v in x.items() if v > 0 and k not in model.templates.names}
         main_group = max(lines, key=lines.get) if lines else None

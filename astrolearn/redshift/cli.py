@@ -43,7 +43,8 @@ def register(subparsers) -> None:
                    "APOGEE apVisit or JWST msaexp spectrum file, shard or shard directory")
     e.add_argument("--out", required=True, help="output directory")
     e.add_argument("--zrange", type=float, nargs=2, default=(0.01, 3.0), metavar=("ZMIN", "ZMAX"),
-                   help="redshift range (default 0.01 3.0)")
+                   help="redshift range (default 0.01 3.0, Euclid's; Lyman alpha of z > 3 sources in optical "
+                        "spectra needs a wider one, e.g. 0 4)")
     e.add_argument("--zstep", type=float, default=1e-4, help="grid step (default 1e-4)")
     e.add_argument("--sampling", choices=("log", "lin"), default="log",
                    help="grid regular in ln(1+z) (log, default) or in z (lin)")

@@ -4,9 +4,10 @@ For each spectrum and each redshift z of a grid, the model is a non-negative lin
 combination of
 
 - the continuum templates (rest frame, convolved with the instrument line-spread function,
-  sampled at lambda / (1 + z)), and
+  sampled at lambda / (1 + z), times the mean IGM transmission blueward of Lyman alpha), and
 - emission-line groups (pixel-integrated Gaussians of width sqrt(sigma_LSF^2 + sigma_v^2),
-  lines of a group with fixed flux ratios; the group amplitude is the group's total flux),
+  skew-normal for Lyman alpha; lines of a group with fixed flux ratios; the group amplitude is
+  the group's total flux),
 
 fitted by weighted non-negative least squares; log L = -chi2 / 2.
 
@@ -39,7 +40,8 @@ import torch
 
 from ..errors import UserError
 from . import pdf as pdfmod
-from .lines import DEFAULT_GROUPS, LineGroup
+from .igm import LYMAN_ALPHA, igm_transmission
+from .lines import ASYM_ALPHA, DEFAULT_GROUPS, LineGroup
 from .nnls import SymPattern, nnls_packed, nnls_packed_numba, numba_available
 from .templates import FWHM_SIGMA, ContinuumTemplates, load_templates
 
@@ -168,15 +170,24 @@ class SpectralModel:
         """Names of all model columns (line groups, then templates)."""
         return [g.name for g in self.groups] + list(self.templates.names)
 
-    def line_sigma(self, lam_obs) -> np.ndarray:
-        """Observed line sigma [Angstrom] at observed wavelengths: LSF (+) velocity dispersion."""
+    def line_sigma(self, lam_obs, vdisp: float | None = None) -> np.ndarray:
+        """Observed line sigma [Angstrom] at observed wavelengths: LSF (+) velocity dispersion.
+
+        ``vdisp`` [km/s] defaults to the model's.
+        """
         lam_obs = np.asarray(lam_obs, dtype=np.float64)
         lsf = np.interp(lam_obs, self.wave, self.lsf_sigma)
-        return np.hypot(lsf, lam_obs * self.vdisp / C_KMS)
+        return np.hypot(lsf, lam_obs * (self.vdisp if vdisp is None else vdisp) / C_KMS)
+
+    def group_vdisp(self, g: int) -> float:
+        """Velocity dispersion [km/s] of group ``g``: its own, else the model's."""
+        v = self.groups[g].vdisp
+        return self.vdisp if v is None else float(v)
 
     def min_line_sigma_ln(self) -> float:
         """Smallest line sigma in ln(wavelength) over the grid."""
-        return float(np.min(self.line_sigma(self.wave) / self.wave))
+        vmin = min(self.group_vdisp(g) for g in range(len(self.groups)))
+        return float(np.min(self.line_sigma(self.wave, vmin) / self.wave))
 
     def _build_complexes(self) -> list[_Complex]:
         entries = []
@@ -186,10 +197,12 @@ class SpectralModel:
             for lam, r in zip(g.wavelengths, ratios):
                 entries.append((float(lam), gi, float(r)))
         entries.sort()
-        hw = self.nsigma * float(np.max(self.line_sigma(self.wave) / self.wave))
+        # window half-width of each group's lines in ln(wavelength), at its widest on the grid
+        hw = [self.nsigma * float(np.max(self.line_sigma(self.wave, self.group_vdisp(g)) / self.wave))
+              for g in range(len(self.groups))]
         out: list[_Complex] = []
         for e in entries:
-            if out and math.log(e[0]) - math.log(out[-1].hi) < 2.0 * hw * 1.05:
+            if out and math.log(e[0]) - math.log(out[-1].hi) < (max(hw[g] for g in out[-1].groups) + hw[e[1]]) * 1.05:
                 out[-1].lines.append(e)
             else:
                 out.append(_Complex([e]))
@@ -200,7 +213,8 @@ class SpectralModel:
         """Continuum templates at each pixel for redshifts z: Tensor (Z, T, M + 1).
 
         Linear interpolation of the LSF-smoothed rest-frame templates at lambda / (1 + z); 0
-        outside the templates' coverage and at the padding pixel M.
+        outside the templates' coverage and at the padding pixel M. Pixels blueward of Lyman
+        alpha are multiplied by the mean IGM transmission (:mod:`~astrolearn.redshift.igm`).
         """
         u = torch.tensor(np.log1p(np.asarray(z, dtype=np.float64)), dtype=torch.float64, device=self.device)
         pos = ((self._lnwave[None, :] - self._ln0) / self._dln - (u / self._dln)[:, None]).to(self.dtype)
@@ -213,6 +227,12 @@ class SpectralModel:
         out = torch.empty((Z, T, self.M + 1), dtype=self.dtype, device=self.device)
         out[:, :, self.M] = 0.0
         out[:, :, : self.M] = (torch.addcmul(g[:T], g[T:], frac) * inside).permute(1, 0, 2)
+        z = np.asarray(z, dtype=np.float64).reshape(-1)
+        absorbed = np.flatnonzero(LYMAN_ALPHA * (1.0 + z) > self.wave[0])
+        if absorbed.size:
+            igm = torch.tensor(igm_transmission(self.wave, z[absorbed]), dtype=self.dtype, device=self.device)
+            rows = torch.as_tensor(absorbed, device=self.device)
+            out[rows, :, : self.M] *= igm[:, None, :]
         return out
 
     def design(self, z, cont: torch.Tensor | None = None) -> Design:
@@ -227,8 +247,9 @@ class SpectralModel:
         onepz = 1.0 + z
         for cx in self.complexes:
             lo_c, hi_c = cx.lo * onepz, cx.hi * onepz
-            lo = lo_c - self.nsigma * self.line_sigma(lo_c)
-            hi = hi_c + self.nsigma * self.line_sigma(hi_c)
+            vmax = max(self.group_vdisp(g) for g in cx.groups)
+            lo = lo_c - self.nsigma * self.line_sigma(lo_c, vmax)
+            hi = hi_c + self.nsigma * self.line_sigma(hi_c, vmax)
             i0 = np.searchsorted(self.wave, lo, side="left")
             i1 = np.searchsorted(self.wave, hi, side="right")
             n = i1 - i0
@@ -251,10 +272,14 @@ class SpectralModel:
             prof = torch.zeros((len(zs), S, len(gl)), dtype=torch.float64, device=self.device)
             for lam, g, r in cx.lines:
                 mu = lam * opz
-                sig = self.line_sigma(mu)
-                mu_t = torch.tensor(mu, dtype=torch.float64, device=self.device)[:, None]
-                sig_t = torch.tensor(sig, dtype=torch.float64, device=self.device)[:, None] * math.sqrt(2.0)
-                frac = 0.5 * (torch.erf((hi_e - mu_t) / sig_t) - torch.erf((lo_e - mu_t) / sig_t))
+                sig = self.line_sigma(mu, self.group_vdisp(g))
+                if self.groups[g].profile == "asym":
+                    frac = torch.tensor(_skewnormal_cdf(hi_e.cpu().numpy(), mu, sig)
+                                        - _skewnormal_cdf(lo_e.cpu().numpy(), mu, sig), device=self.device)
+                else:
+                    mu_t = torch.tensor(mu, dtype=torch.float64, device=self.device)[:, None]
+                    sig_t = torch.tensor(sig, dtype=torch.float64, device=self.device)[:, None] * math.sqrt(2.0)
+                    frac = 0.5 * (torch.erf((hi_e - mu_t) / sig_t) - torch.erf((lo_e - mu_t) / sig_t))
                 prof[:, :, gl.index(g)] += r * frac / pw * valid_t
             windows.append((gl, idx_t, prof.to(self.dtype), (za, zb)))
             for g in gl:
@@ -855,6 +880,14 @@ class RedshiftEngine:
             chi2_min=chi2_min, npix=npix, status=status, log_pdf=log_pdf.astype(np.float32),
             chi2=chi2.astype(np.float32), exact=exact, candidates=cand, coeffs=coeffs,
             coeff_names=self.model.names)
+
+
+def _skewnormal_cdf(x: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """CDF at x (Z, S) of skew-normal lines at mu, scale sigma (Z,), shape ASYM_ALPHA."""
+    from scipy.special import ndtr, owens_t
+
+    u = (x - mu[:, None]) / sigma[:, None]
+    return ndtr(u) - 2.0 * owens_t(u, ASYM_ALPHA)
 
 
 def _cubic_fill(vals: np.ndarray, stride: int, size: int) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 
 #: Vacuum rest wavelengths [Angstrom] of the lines the package knows about.
 LINES: dict[str, float] = {
+    "Lya": 1215.67,
     "OII3727": 3727.092,
     "OII3730": 3729.875,
     "Hdelta": 4102.892,
@@ -47,11 +48,19 @@ class LineGroup:
         Keys of :data:`LINES`.
     ratios : tuple of float
         Relative integrated fluxes of ``lines`` (same order).
+    profile : str
+        ``"gauss"``, or ``"asym"``: the skew-normal of Amazed's ASYM profile (scale the line
+        sigma, shape :data:`ASYM_ALPHA`), for Lyman alpha, whose blue wing is absorbed by
+        neutral hydrogen around the galaxy.
+    vdisp : float, optional
+        Velocity dispersion [km/s] of the group's lines (default: the engine's).
     """
 
     name: str
     lines: tuple[str, ...]
     ratios: tuple[float, ...]
+    profile: str = "gauss"
+    vdisp: float | None = None
 
     @property
     def wavelengths(self) -> np.ndarray:
@@ -59,12 +68,19 @@ class LineGroup:
         return np.array([LINES[k] for k in self.lines])
 
 
+#: Shape parameter of the skew-normal Lyman-alpha profile (Amazed's ASYM line profile).
+ASYM_ALPHA = 4.5
+
 #: Default engine line groups (emission). Doublet ratios from atomic physics ([NII], [OIII]:
 #: 1:2.95 and 1:2.98; [SIII] 9071:9533 = 1:2.44), typical values ([SII] 6718/6733 = 1.2,
 #: [OII] 3730/3727 = 1.3; unresolved at NISP resolution) and case-B recombination for the
 #: Balmer lines below Halpha (Hbeta:Hgamma:Hdelta = 1:0.468:0.259) and the Paschen series
 #: (Paalpha:Pabeta:Pagamma:Padelta = 2.05:1:0.558:0.343). Tying the weak lines into few groups
 #: keeps the number of free amplitudes small, which limits fits of noise at wrong redshifts.
+#: Lyman alpha, the line by which optical spectra identify galaxies at z > 2, is broadened by
+#: resonant scattering: observed widths of Lyman-alpha emitters span FWHM ~ 150-600 km/s. Two
+#: non-negative profiles, FWHM 200 and 590 km/s (skew-normal scales 150 and 450 km/s), span them
+#: without a non-linear width fit.
 DEFAULT_GROUPS: tuple[LineGroup, ...] = (
     LineGroup("Halpha", ("Halpha",), (1.0,)),
     LineGroup("NII", ("NII6550", "NII6585"), (1.0 / 2.95, 1.0)),
@@ -75,6 +91,8 @@ DEFAULT_GROUPS: tuple[LineGroup, ...] = (
     LineGroup("SIII", ("SIII9071", "SIII9533"), (1.0 / 2.44, 1.0)),
     LineGroup("HeI10833", ("HeI10833",), (1.0,)),
     LineGroup("Paschen", ("Paalpha", "Pabeta", "Pagamma", "Padelta"), (2.05, 1.0, 0.558, 0.343)),
+    LineGroup("Lya", ("Lya",), (1.0,), profile="asym", vdisp=150.0),
+    LineGroup("LyaBroad", ("Lya",), (1.0,), profile="asym", vdisp=450.0),
 )
 
 #: Emission lines removed from the continuum templates (vacuum, Angstrom): the catalogue
