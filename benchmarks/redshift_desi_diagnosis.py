@@ -71,7 +71,7 @@ def line_fluxes(model, wave, flux, ivar, z, sigma_v):
     LSF (+) ``sigma_v`` [km/s]) plus the model's continuum templates at ``z``; blended lines
     share their flux through the covariance, and a line's wing does not bias its neighbour.
     """
-    from astrolearn.redshift.lines import LINES
+    from astrolearn.redshift.lines import CATALOGUE as LINES
 
     names = [k for k, lam in sorted(LINES.items(), key=lambda kv: kv[1])
              if wave[0] + 40 < lam * (1 + z) < wave[-1] - 40]
@@ -117,7 +117,7 @@ def profile_fits(wave, flux, ivar, lsf, lam):
     from scipy.optimize import least_squares
     from scipy.special import erf
 
-    from astrolearn.redshift.lines import LINES
+    from astrolearn.redshift.lines import CATALOGUE as LINES
 
     sel = np.abs(wave - lam) < 50
     x, y, e = wave[sel], flux[sel], 1 / np.sqrt(ivar[sel])
@@ -163,7 +163,7 @@ def main(argv=None):
     from astrolearn.redshift import io as rio
     from astrolearn.redshift.engine import EngineConfig, RedshiftEngine, SpectralModel
     from astrolearn.redshift.igm import LYMAN_ALPHA, LYMAN_LIMIT
-    from astrolearn.redshift.lines import DEFAULT_GROUPS, LINES
+    from astrolearn.redshift.lines import CATALOGUE as LINES, DEFAULT_GROUPS
     from astrolearn.redshift.pdf import ZGrid
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

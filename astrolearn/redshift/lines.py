@@ -13,7 +13,6 @@ import numpy as np
 
 #: Vacuum rest wavelengths [Angstrom] of the lines the package knows about.
 LINES: dict[str, float] = {
-    "Lya": 1215.67,
     "OII3727": 3727.092,
     "OII3730": 3729.875,
     "Hdelta": 4102.892,
@@ -35,6 +34,13 @@ LINES: dict[str, float] = {
     "Paalpha": 18756.13,
 }
 
+#: Rest-frame UV lines the engine fits but the NISP simulator does not draw (NISP sees Lyman
+#: alpha only at z > 8.9).
+UV_LINES: dict[str, float] = {"Lya": 1215.67}
+
+#: Every line the engine knows: rest vacuum wavelength [Angstrom].
+CATALOGUE: dict[str, float] = {**UV_LINES, **LINES}
+
 
 @dataclass(frozen=True)
 class LineGroup:
@@ -45,7 +51,7 @@ class LineGroup:
     name : str
         Group name (used in outputs).
     lines : tuple of str
-        Keys of :data:`LINES`.
+        Keys of :data:`CATALOGUE`.
     ratios : tuple of float
         Relative integrated fluxes of ``lines`` (same order).
     profile : str
@@ -65,7 +71,7 @@ class LineGroup:
     @property
     def wavelengths(self) -> np.ndarray:
         """Rest vacuum wavelengths [Angstrom] of the group's lines."""
-        return np.array([LINES[k] for k in self.lines])
+        return np.array([CATALOGUE[k] for k in self.lines])
 
 
 #: Shape parameter of the skew-normal Lyman-alpha profile (Amazed's ASYM line profile).

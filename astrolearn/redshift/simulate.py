@@ -48,8 +48,7 @@ from .templates import FWHM_SIGMA, PACKAGE_FAMILY, ContinuumTemplates, calzetti_
 C_KMS = 299792.458
 #: Case-B intrinsic line ratios relative to Halpha (T = 1e4 K, n_e = 100 cm^-3).
 CASE_B = {"Hbeta": 1 / 2.86, "Paalpha": 0.116, "Pabeta": 0.0566, "Pagamma": 0.0316, "Padelta": 0.0194}
-#: Simulated lines: NISP sees Lyman alpha only at z > 8.9, beyond the simulated redshifts.
-LINE_NAMES = [k for k in LINES if k != "Lya"]
+LINE_NAMES = list(LINES)
 TRUTH_COLUMNS = (["targetid", "z", "halpha_flux", "halpha_snr", "lines_snr", "has_lines", "template",
                   "ebv_gas", "vdisp", "ew_halpha", "cont_level", "noise_level", "noise_slope"]
                  + [f"flux_{k}" for k in LINE_NAMES])
@@ -227,8 +226,8 @@ def simulate_batch(cfg: NispConfig, rng: np.random.Generator, n: int, first_id: 
     lines_model = np.zeros((n, M))
     ha_prof = np.zeros((n, M))
     zc = z[:, None]
-    for name in LINE_NAMES:
-        mu = LINES[name] * (1 + zc)
+    for name, lam in LINES.items():
+        mu = lam * (1 + zc)
         sig = np.hypot(mu / (cfg.resolution * FWHM_SIGMA), mu * vdisp[:, None] / C_KMS)
         prof = pixel_gaussian(lo, hi, mu, sig)
         lines_model += fl[name][:, None] * prof
