@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy.special import ndtr, owens_t
 
 from ..errors import UserError
 from . import pdf as pdfmod
@@ -884,8 +885,6 @@ class RedshiftEngine:
 
 def _skewnormal_cdf(x: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """CDF at x (Z, S) of skew-normal lines at mu, scale sigma (Z,), shape ASYM_ALPHA."""
-    from scipy.special import ndtr, owens_t
-
     u = (x - mu[:, None]) / sigma[:, None]
     return ndtr(u) - 2.0 * owens_t(u, ASYM_ALPHA)
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .igm import LYMAN_ALPHA
+
 #: Vacuum rest wavelengths [Angstrom] of the lines the package knows about.
 LINES: dict[str, float] = {
     "OII3727": 3727.092,
@@ -36,7 +38,7 @@ LINES: dict[str, float] = {
 
 #: Rest-frame UV lines the engine fits but the NISP simulator does not draw (NISP sees Lyman
 #: alpha only at z > 8.9).
-UV_LINES: dict[str, float] = {"Lya": 1215.67}
+UV_LINES: dict[str, float] = {"Lya": LYMAN_ALPHA}
 
 #: Every line the engine knows: rest vacuum wavelength [Angstrom].
 CATALOGUE: dict[str, float] = {**UV_LINES, **LINES}
