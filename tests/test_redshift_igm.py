@@ -77,3 +77,13 @@ def test_engine_reads_a_skewed_line_with_a_continuum_break_as_lyman_alpha():
     res = eng.run(flux[None], ivar[None])
     assert abs(res.z[0] - z_true) < 0.003 * (1 + z_true)
     assert res.z_proba[0] > 0.9
+
+
+def test_narrowest_line_sigma_follows_the_group_widths():
+    """Lyman alpha's own widths (150, 450 km/s) never narrow the line sampling of the engine."""
+    wave = np.arange(3600.0, 9800.0, 0.8)
+    lines = SpectralModel(wave, 0.7, dtype=torch.float64)
+    bare = SpectralModel(wave, 0.7, groups=(), dtype=torch.float64)  # continuum only: the model's vdisp
+    expected = float(np.min(np.hypot(0.7, wave * 100.0 / 299792.458) / wave))
+    assert lines.min_line_sigma_ln() == pytest.approx(expected, rel=1e-12)
+    assert bare.min_line_sigma_ln() == pytest.approx(expected, rel=1e-12)

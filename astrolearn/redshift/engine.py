@@ -187,7 +187,7 @@ class SpectralModel:
 
     def min_line_sigma_ln(self) -> float:
         """Smallest line sigma in ln(wavelength) over the grid."""
-        vmin = min(self.group_vdisp(g) for g in range(len(self.groups)))
+        vmin = min((self.group_vdisp(g) for g in range(len(self.groups))), default=self.vdisp)
         return float(np.min(self.line_sigma(self.wave, vmin) / self.wave))
 
     def _build_complexes(self) -> list[_Complex]:
